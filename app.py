@@ -1,0 +1,65 @@
+"""AI+ Scenario Hub: create_app() factory; `python app.py` runs the whole platform on embedded defaults."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, redirect, url_for
+
+from hub.config import load_config
+from hub.i18n import init_i18n
+from hub.web import init_web
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    instance = (overrides or {}).get("INSTANCE_PATH") or os.environ.get("HUB_INSTANCE") or str(ROOT / "instance")
+    app = Flask(__name__, instance_path=str(instance), template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    app.config.update(load_config(app.instance_path, overrides))
+    app.config["MAX_CONTENT_LENGTH"] = None  # uploads are capped per route while streaming
+
+    init_i18n(app)
+    init_web(app)
+
+    from hub.models_registry import load_all
+    load_all()
+
+    from challenges.views import api as challenges_api
+    from challenges.views import bp as challenges_bp
+    from evaluator.views import api as evaluator_api
+    from evaluator.views import bp as evaluator_bp
+    from hub.views import bp as auth_bp
+    from marketplace.views import api as marketplace_api
+    from marketplace.views import bp as marketplace_bp
+
+    for bp in (auth_bp, marketplace_bp, challenges_bp, evaluator_bp,
+               marketplace_api, challenges_api, evaluator_api):
+        app.register_blueprint(bp)
+
+    @app.get("/")
+    def home():  # type: ignore[no-untyped-def]
+        return redirect(url_for("marketplace.index"))
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        return {"ok": True}
+
+    from hub.cli import register_commands
+    register_commands(app)
+    from evaluator.commands import register_commands as register_evaluator_commands
+    register_evaluator_commands(app)
+    return app
+
+
+def main() -> None:
+    """Embedded defaults: SQLite under instance/, an own redis-server if REDIS_URL is unset, a worker."""
+    from evaluator.embedded import run_embedded
+
+    run_embedded(create_app)
+
+
+if __name__ == "__main__":
+    main()

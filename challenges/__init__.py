@@ -1,0 +1,1 @@
+"""揭榜挂帅 challenges: phases, datasets, teams, submissions, leaderboards, judging."""

@@ -1,0 +1,1 @@
+"""Image intake, RQ jobs, the sandbox runner, metrics, accelerator quota."""

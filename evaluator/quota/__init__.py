@@ -1,0 +1,1 @@
+"""Accelerator inventory, reservations, leases, team quota, 算力券 vouchers and the ledger."""

@@ -1,0 +1,42 @@
+"""Flask CLI commands: create-user, init-db, seed-demo."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from hub import demo, users
+from hub.db import session_scope
+from hub.errors import DomainError
+from hub.migrate import upgrade
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("create-user")
+    @click.argument("email")
+    @click.option("--role", required=True, type=click.Choice(["admin", "gov", "team", "judge", "operator"]))
+    @click.option("--org", "org_code", default=None, help="Organisation code, e.g. konggang")
+    @click.option("--name", default="", help="Display name")
+    @click.password_option(envvar="HUB_PASSWORD")
+    def create_user_cmd(email: str, role: str, org_code: str | None, name: str, password: str) -> None:
+        """Create an account."""
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            try:
+                org_id = users.org_by_code(session, org_code).id if org_code else None
+                user = users.create_user(session, email, password, role, org_id, name)
+            except DomainError as err:
+                raise click.ClickException(str(err)) from err
+            click.echo(f"created {user.email} ({user.role}) id={user.id}")
+
+    @app.cli.command("init-db")
+    def init_db_cmd() -> None:
+        """Create or migrate the database to the current schema."""
+        upgrade(current_app.config["DATABASE_URL"])
+        click.echo("database is at the current schema")
+
+    @app.cli.command("seed-demo")
+    def seed_demo_cmd() -> None:
+        """Load the demo data (once)."""
+        upgrade(current_app.config["DATABASE_URL"])
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            loaded = demo.seed(session)
+        click.echo("demo data loaded" if loaded else "demo data already present")

@@ -1,0 +1,52 @@
+"""Configuration from the environment, with embedded defaults under instance/."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+def _secret_key(instance: Path) -> str:
+    """A stable secret per instance, so sessions survive restarts without a configured key."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_config(instance_path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    env = os.environ
+    cfg: dict[str, Any] = {
+        "SECRET_KEY": _secret_key(instance),
+        "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'hub.sqlite3'}",
+        # Unset means: python app.py starts an embedded redis-server on a socket under instance/.
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "DATA_DIR": env.get("HUB_DATA_DIR") or str(instance / "data"),
+        "BABEL_DEFAULT_LOCALE": "zh_CN",
+        "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
+        "LANGUAGES": ["zh_CN", "en"],
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env.get("HUB_SECURE_COOKIES", "0") == "1",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": env.get("HUB_SECURE_COOKIES", "0") == "1",
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        "MAX_ATTACHMENT_BYTES": int(env.get("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)),
+        "MAX_IMAGE_BYTES": int(env.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024 * 1024)),
+        "MAX_DATASET_BYTES": int(env.get("MAX_DATASET_BYTES", 512 * 1024 * 1024)),
+        "PAGE_SIZE": 10,
+        "DEMO_DATA": env.get("HUB_DEMO_DATA", "0") == "1",
+    }
+    if overrides:
+        cfg.update(overrides)
+    return cfg

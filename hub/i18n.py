@@ -1,0 +1,77 @@
+"""Flask-Babel set-up: zh_CN first, English second; catalogues compiled at start-up."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from babel import Locale
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, g, request, session
+from flask_babel import Babel
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIR = ROOT / "translations"
+
+
+def compile_catalogues(target: Path) -> None:
+    """Merge every translations/<locale>/*.po into one messages.mo per locale.
+
+    One .po per package keeps each package's strings next to its owner; no binary .mo is committed.
+    """
+    for locale_dir in sorted(p for p in SOURCE_DIR.iterdir() if p.is_dir()):
+        merged = Catalog(locale=locale_dir.name)
+        for po in sorted(locale_dir.glob("*.po")):
+            with po.open("rb") as fh:
+                for msg in read_po(fh, locale=locale_dir.name):
+                    if msg.id and msg.string:
+                        merged.add(msg.id, msg.string)
+        # Babel resolves "zh_CN" to "zh_Hans_CN"; gettext looks the catalogue up under that name.
+        for name in {locale_dir.name, str(Locale.parse(locale_dir.name))}:
+            out = target / name / "LC_MESSAGES"
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "messages.mo").open("wb") as fh:
+                write_mo(fh, merged)
+
+
+def select_locale() -> str:
+    from flask import current_app
+    from flask_login import current_user
+
+    langs = current_app.config["LANGUAGES"]
+    wanted = request.args.get("lang")
+    if wanted in langs:
+        session["lang"] = wanted
+        return wanted
+    if session.get("lang") in langs:
+        return session["lang"]
+    if getattr(current_user, "is_authenticated", False) and getattr(current_user, "locale", None) in langs:
+        return current_user.locale
+    # Chinese first: the Accept-Language header only switches to English when it asks for it first.
+    best = request.accept_languages.best_match(["zh", "zh_CN", "zh-CN", "en"])
+    return "en" if best == "en" else "zh_CN"
+
+
+def init_i18n(app: Flask) -> Babel:
+    target = Path(app.instance_path) / "translations"
+    compile_catalogues(target)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(target)
+    babel = Babel(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def _locale_helpers() -> dict[str, object]:
+        from flask_babel import get_locale
+
+        def is_zh() -> bool:
+            return str(get_locale()).startswith("zh")
+
+        def localized(obj: object, attr: str = "name") -> str:
+            """Chinese field, or its `_en` twin when the page is in English and one exists."""
+            zh = getattr(obj, attr, "") or ""
+            if is_zh():
+                return zh
+            return getattr(obj, f"{attr}_en", "") or zh
+
+        return {"is_zh": is_zh, "localized": localized, "current_lang": str(get_locale())}
+
+    return babel

@@ -1,0 +1,1 @@
+"""AI+ scenario opportunity list (场景机会清单) and 揭榜 applications."""

@@ -1,0 +1,190 @@
+"""Shared fixtures: a real database (SQLite or PostgreSQL), the app, and real services.
+
+In CI (CI=true) a test whose service (Docker, Redis, PostgreSQL, Chromium) is missing fails instead of
+skipping: `require()` below is the one place that decides.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from hub.db import dispose_engines, get_engine
+from hub.models_registry import load_all
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def require(available: bool, what: str) -> None:
+    """Skip locally, fail in CI, when a real service the test needs is not there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", default=os.environ.get("TEST_DB", "sqlite"), choices=["sqlite", "postgresql"],
+                     help="database the suite runs against (postgresql uses TEST_DATABASE_URL)")
+
+
+# ---------------------------------------------------------------- database
+@pytest.fixture(scope="session")
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    kind = request.config.getoption("--db")
+    if kind == "postgresql":
+        url = os.environ.get("TEST_DATABASE_URL", "postgresql://hub:hub@127.0.0.1:5432/hub_test")
+        try:
+            with get_engine(url).connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as err:  # noqa: BLE001 - any connection failure means "not available"
+            require(False, f"PostgreSQL at {url} ({err.__class__.__name__})")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    metadata = load_all().metadata
+    engine = get_engine(url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    yield url
+    dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str):  # type: ignore[no-untyped-def]
+    return get_engine(db_url)
+
+
+def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
+    tables = list(reversed(load_all().metadata.sorted_tables))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(t.delete())
+
+
+@pytest.fixture(autouse=True)
+def _clean_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "db_url" in request.fixturenames:
+        _wipe(request.getfixturevalue("engine"))
+
+
+@pytest.fixture
+def session(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+# ---------------------------------------------------------------- app
+@pytest.fixture
+def app_config(db_url: str, tmp_path: Path) -> dict:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": db_url,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "SECRET_KEY": "test-secret",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict):  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    return create_app(app_config)
+
+
+@pytest.fixture
+def secure_app(app_config: dict):  # type: ignore[no-untyped-def]
+    """The app as production runs it: CSRF and the login rate limit on."""
+    from app import create_app
+
+    return create_app({**app_config, "WTF_CSRF_ENABLED": True, "RATELIMIT_ENABLED": True,
+                       "LOGIN_RATE_LIMIT": "5 per minute"})
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+# ---------------------------------------------------------------- real services
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server (Debian's) on a unix socket, for this test session only."""
+    binary = shutil.which("redis-server")
+    require(binary is not None, "redis-server")
+    workdir = tmp_path_factory.mktemp("redis")
+    sock = workdir / "redis.sock"
+    proc = subprocess.Popen([binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    require(sock.exists(), "redis-server (did not start)")
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_conn(redis_url: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushall()
+    yield conn
+    conn.flushall()
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as err:  # noqa: BLE001
+        require(False, f"Docker engine ({err.__class__.__name__})")
+    return client
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    require(False, "Chromium")
+    return ""
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Screenshots and other CI artefacts (README names this folder)."""
+    path = Path(os.environ.get("HUB_ARTIFACTS", ROOT / "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def scratch_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="hub-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
