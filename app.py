@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, redirect, url_for
+from flask import Flask
 
 from hub.config import load_config
 from hub.i18n import init_i18n
@@ -41,7 +41,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/")
     def home():  # type: ignore[no-untyped-def]
-        return redirect(url_for("marketplace.index"))
+        from marketplace.views import home_page
+        return home_page()
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]

@@ -11,6 +11,15 @@ from sqlmodel import Field, SQLModel
 from hub.models import utcnow
 
 
+class TeamStatus(StrEnum):
+    FORMING = "forming"
+    APPLIED = "applied"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CUT = "cut"
+    DISQUALIFIED = "disqualified"
+
+
 class ChallengeStatus(StrEnum):
     DRAFT = "draft"
     OPEN = "open"
@@ -141,8 +150,9 @@ class Team(SQLModel, table=True):
     lead_org_id: int = Field(foreign_key="organisation.id", index=True)
     captain_id: int = Field(foreign_key="user.id")
     invite_token: str = Field(index=True, max_length=64)
-    status: str = Field(default="forming", max_length=20)  # forming | applied | approved | rejected | cut
+    status: str = Field(default="forming", max_length=20)  # forming | applied | approved | rejected | cut | disqualified
     cut_at_phase_id: Optional[int] = Field(default=None, foreign_key="phase.id")
+    reason: str = Field(default="", max_length=1000)   # why the team was cut or disqualified
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -154,7 +164,8 @@ class TeamMember(SQLModel, table=True):
     challenge_id: int = Field(foreign_key="challenge.id", index=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     role: str = Field(default="member", max_length=20)      # captain | member
-    status: str = Field(default="pending", max_length=20)   # pending | active
+    # pending: asked to join, waits for the captain; invited: the captain asked, waits for the user
+    status: str = Field(default="pending", max_length=20)   # pending | invited | active
     joined_at: datetime = Field(default_factory=utcnow)
 
 

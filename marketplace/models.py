@@ -5,9 +5,10 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Optional
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
+from hub.errors import N_
 from hub.models import utcnow
 
 
@@ -30,6 +31,27 @@ class Industry(StrEnum):
     SMART_VENUES = "smart_venues"                # 智慧场馆
 
 
+# Labels are English msgids; the Chinese names the cities use are in translations/zh_CN/marketplace.po.
+INDUSTRY_LABELS: dict[str, str] = {
+    Industry.SMART_LOGISTICS: N_("Smart logistics"),
+    Industry.SMART_HEALTH: N_("Smart healthcare and health"),
+    Industry.PUBLIC_SERVICES: N_("Public services"),
+    Industry.SMART_TOURISM: N_("Smart culture and tourism"),
+    Industry.DIGITAL_CULTURE: N_("Digital creative industries"),
+    Industry.SMART_ENERGY: N_("Smart energy"),
+    Industry.SMART_PARK: N_("Smart industrial parks"),
+    Industry.SMART_MANUFACTURING: N_("Intelligent manufacturing"),
+    Industry.SMART_FINANCE: N_("Intelligent finance"),
+    Industry.SMART_CITY: N_("Smart city"),
+    Industry.SMART_COMMUNITY: N_("Smart communities"),
+    Industry.SMART_TRANSPORT: N_("Intelligent transport"),
+    Industry.MEDICAL_IMAGING: N_("Medical imaging"),
+    Industry.REMOTE_SENSING: N_("Remote sensing imagery"),
+    Industry.SMART_MINING: N_("Smart mining"),
+    Industry.SMART_VENUES: N_("Smart venues"),
+}
+
+
 class ScenarioStatus(StrEnum):
     DRAFT = "draft"
     PUBLISHED = "published"
@@ -39,6 +61,16 @@ class ScenarioStatus(StrEnum):
     CLOSED = "closed"
 
 
+SCENARIO_STATUS_LABELS: dict[str, str] = {
+    ScenarioStatus.DRAFT: N_("Draft"),
+    ScenarioStatus.PUBLISHED: N_("Published"),
+    ScenarioStatus.OPEN_CALL: N_("Open call"),
+    ScenarioStatus.UNDER_REVIEW: N_("Under review"),
+    ScenarioStatus.AWARDED: N_("Awarded"),
+    ScenarioStatus.CLOSED: N_("Closed"),
+}
+
+
 class ApplicationStatus(StrEnum):
     SUBMITTED = "submitted"
     ACCEPTED = "accepted"
@@ -46,10 +78,26 @@ class ApplicationStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+APPLICATION_STATUS_LABELS: dict[str, str] = {
+    ApplicationStatus.SUBMITTED: N_("Submitted"),
+    ApplicationStatus.ACCEPTED: N_("Accepted"),
+    ApplicationStatus.REJECTED: N_("Rejected"),
+    ApplicationStatus.WITHDRAWN: N_("Withdrawn"),
+}
+
+# Notes the platform itself writes into the publication history, translated when shown.
+FIRST_APPLICATION_NOTE = N_("First application received: the call is open.")
+SYSTEM_NOTES = (FIRST_APPLICATION_NOTE,)
+
+# An organisation may hold one of these per scenario at a time.
+ACTIVE_APPLICATION_STATUSES = (ApplicationStatus.SUBMITTED, ApplicationStatus.ACCEPTED)
+
+
 class Scenario(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     city_id: int = Field(foreign_key="organisation.id", index=True)
     title: str = Field(max_length=200)
+    title_en: str = Field(default="", max_length=200)  # optional English title for the English UI
     industry: str = Field(index=True, max_length=40)
     description: str = Field(sa_column=Column(Text, nullable=False))
     expected_outcome: str = Field(sa_column=Column(Text, nullable=False))
@@ -85,6 +133,12 @@ class ScenarioEvent(SQLModel, table=True):
 class Application(SQLModel, table=True):
     """揭榜申报: a team's application to a scenario."""
 
+    # One active (submitted or accepted) application per organisation and scenario, even under a race.
+    __table_args__ = (
+        Index("uq_application_active", "scenario_id", "applicant_org_id", unique=True,
+              sqlite_where=text("status IN ('submitted', 'accepted')"),
+              postgresql_where=text("status IN ('submitted', 'accepted')")),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
     scenario_id: int = Field(foreign_key="scenario.id", index=True)
     applicant_org_id: int = Field(foreign_key="organisation.id", index=True)

@@ -77,9 +77,10 @@ def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _clean_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    engine = request.getfixturevalue("engine") if "db_url" in request.fixturenames else None
     yield
-    if "db_url" in request.fixturenames:
-        _wipe(request.getfixturevalue("engine"))
+    if engine is not None:
+        _wipe(engine)
 
 
 @pytest.fixture

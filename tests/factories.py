@@ -44,3 +44,117 @@ def login(client, user: User, password: str = PASSWORD):  # type: ignore[no-unty
     resp = client.post("/login", data={"email": user.email, "password": password})
     assert resp.status_code == 302, resp.data[:500]
     return resp
+
+
+# ---------------------------------------------------------------- evaluation pipeline (added by the evaluator work)
+def make_eval_setup(session: Session, data_dir, *, truth: str = "id,label\n1,a\n2,b\n3,a\n4,b\n",  # type: ignore[no-untyped-def]
+                    metric: str = "accuracy", time_limit_s: int = 20, memory_mb: int = 64,
+                    accelerators: int = 0, accelerator_class: str = "cpu", team_users: int = 1,
+                    prediction_column: str = "label", slug: str | None = None):
+    """An open challenge with one open phase, its test data on disk, and an approved team.
+
+    Returns a SimpleNamespace(challenge, phase, dataset, team, users, city). The inputs hold `ids.txt`.
+    """
+    from datetime import date, timedelta
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from challenges.models import Challenge, ChallengeStatus, Dataset, Phase, Team, TeamMember
+    from hub.models import utcnow
+    from marketplace.models import Scenario
+
+    n = next(_seq)
+    city = make_city(session)
+    scenario = Scenario(city_id=city.id, title=f"场景{n}", industry="smart_logistics", description="d",
+                        expected_outcome="e", indicators="i", deadline=date.today() + timedelta(days=30),
+                        contact_name="c", contact_info="c@example.org", status="published")
+    session.add(scenario)
+    session.commit()
+    now = utcnow()
+    challenge = Challenge(scenario_id=scenario.id, city_id=city.id, slug=slug or f"eval-{n}", title=f"评测挑战{n}",
+                          opens_at=now - timedelta(days=1), closes_at=now + timedelta(days=30),
+                          status=ChallengeStatus.OPEN, metric=metric, time_limit_s=time_limit_s,
+                          memory_mb=memory_mb, accelerators=accelerators, accelerator_class=accelerator_class,
+                          prediction_column=prediction_column, output_file="predictions.csv")
+    session.add(challenge)
+    session.commit()
+    phase = Phase(challenge_id=challenge.id, name="初赛", starts_at=now - timedelta(days=1),
+                  ends_at=now + timedelta(days=30), split="public", per_day_limit=500, total_limit=1000,
+                  concurrent_limit=100)
+    session.add(phase)
+    root = Path(data_dir) / f"dataset-{n}"
+    (root / "inputs").mkdir(parents=True, exist_ok=True)
+    ids = [line.split(",")[0] for line in truth.strip().splitlines()[1:]]
+    (root / "inputs" / "ids.txt").write_text("\n".join(ids) + "\n")
+    (root / "truth.csv").write_text(truth)
+    dataset = Dataset(challenge_id=challenge.id, split="public", inputs_dir=str(root / "inputs"),
+                      truth_path=str(root / "truth.csv"), inputs_sha256="0" * 64, truth_sha256="0" * 64,
+                      rows=len(ids))
+    session.add(dataset)
+    users = [make_user(session) for _ in range(team_users)]
+    team = Team(challenge_id=challenge.id, name=f"队伍{n}", lead_org_id=users[0].org_id, captain_id=users[0].id,
+                invite_token=f"tok{n}", status="approved")
+    session.add(team)
+    session.commit()
+    for i, user in enumerate(users):
+        session.add(TeamMember(team_id=team.id, challenge_id=challenge.id, user_id=user.id,
+                               role="captain" if i == 0 else "member", status="active"))
+    session.commit()
+    return SimpleNamespace(challenge=challenge, phase=phase, dataset=dataset, team=team, users=users, city=city)
+
+
+# ---------------------------------------------------------------- marketplace (scenarios, applications, files)
+def scenario_input(**overrides: Any):  # type: ignore[no-untyped-def]
+    """A complete, valid ScenarioInput; override any field."""
+    from datetime import timedelta
+
+    from marketplace.scenarios import ScenarioInput, district_today
+
+    values: dict[str, Any] = dict(
+        title="园区光伏发电功率预测", industry="smart_energy",
+        description="屋顶分布式光伏出力波动影响园区微电网调度。", expected_outcome="未来 24 小时功率预测服务。",
+        indicators="日前预测归一化 RMSE ≤ 10%", data_available="两年 15 分钟功率数据", data_terms="仅限本榜单使用",
+        budget_yuan=500_000, reward="项目资助", deadline=district_today() + timedelta(days=30),
+        contact_name="刘主任", contact_info="029-0000 0000")
+    values.update(overrides)
+    return ScenarioInput(**values)
+
+
+def make_scenario(session: Session, city: Organisation | None = None, gov: User | None = None,
+                  status: str = "published", **fields: Any):  # type: ignore[no-untyped-def]
+    """A scenario created through the services by a gov user of its city, moved to `status` (up to open_call)."""
+    from marketplace import scenarios
+
+    city = city or make_city(session)
+    gov = gov or make_user(session, Role.GOV, city)
+    scenario = scenarios.create_scenario(session, gov, city.code, scenario_input(**fields))
+    for step in {"draft": [], "published": ["published"], "open_call": ["published", "open_call"],
+                 "under_review": ["published", "under_review"], "closed": ["published", "closed"]}[status]:
+        scenario = scenarios.change_status(session, gov, scenario.id, step)
+    return scenario
+
+
+def make_application(session: Session, scenario, team: User | None = None, uploads: list | None = None,  # type: ignore[no-untyped-def]
+                     store=None, **fields: Any):  # type: ignore[no-untyped-def]
+    from marketplace.applications import ApplicationInput, apply
+
+    team = team or make_user(session, Role.TEAM)
+    values = dict(proposal="我们的揭榜方案", tech_route="数据清洗 → 模型 → 沙箱评测", indicator_plan="逐项验证", budget_yuan=None)
+    values.update(fields)
+    return apply(session, team, scenario.id, ApplicationInput(**values), uploads or [], store)
+
+
+PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
+
+
+def ooxml_bytes(kind: str = "word") -> bytes:
+    """A minimal Office Open XML zip (kind: word, xl or ppt)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr(f"{kind}/document.xml", "<doc/>")
+    return buf.getvalue()

@@ -1,0 +1,201 @@
+"""Leaderboards: one SQL query per board (window function), freeze and reveal, baselines, CSV, chart data."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, and_, case, cast, false, func, literal, null, or_, select, union_all
+from sqlalchemy.sql import Select
+from sqlmodel import Session
+
+from challenges import access
+from challenges.models import Baseline, Challenge, Phase, Submission, SubmissionStatus, Team, TeamMember, TeamStatus
+from evaluator.metrics import REGISTRY, Metric
+from hub.errors import N_, NotFound
+from hub.models import User, utcnow
+
+
+@dataclass
+class BoardRow:
+    rank: int | None              # None for baseline rows
+    team_id: int | None
+    team_name: str
+    submission_id: int | None
+    primary_score: float
+    scores: dict[str, float]
+    submitted_at: datetime | None
+    baseline: bool = False
+    own: bool = False             # the viewer's own team
+    after_freeze: bool = False    # only the viewer sees this score; the public board is frozen before it
+
+
+@dataclass
+class Board:
+    challenge: Challenge
+    phase: Phase
+    metrics: list[Metric]         # the primary metric first, then the challenge's extra metrics
+    mode: str                     # best | latest
+    direction: str                # max | min
+    rows: list[BoardRow] = field(default_factory=list)
+    hidden: bool = False          # a private board before its reveal
+    frozen: bool = False          # the public board stopped moving at phase.freeze_at
+    private_view: bool = False    # organisers, judges, admin: the live, unfrozen board
+
+    @property
+    def teams(self) -> list[BoardRow]:
+        return [r for r in self.rows if not r.baseline]
+
+
+def metrics_of(challenge: Challenge) -> list[Metric]:
+    keys = [challenge.metric] + [m for m in challenge.extra_metrics if m != challenge.metric]
+    return [REGISTRY[k] for k in keys if k in REGISTRY]
+
+
+def visibility(session: Session, challenge: Challenge, phase: Phase, viewer: User | None,
+               now: datetime | None = None) -> tuple[bool, bool, bool]:
+    """(private_view, hidden, frozen) for this viewer now."""
+    now = now or utcnow()
+    private = access.is_privileged(session, viewer, challenge)
+    revealed = phase.revealed_at is not None and phase.revealed_at <= now
+    hidden = not private and phase.scores_visible == "reveal" and not revealed
+    frozen = (not private and not hidden and phase.freeze_at is not None and now >= phase.freeze_at
+              and not revealed)
+    return private, hidden, frozen
+
+
+def _viewer_team(challenge_id: int, viewer_id: int | None):  # type: ignore[no-untyped-def]
+    if viewer_id is None:
+        return None
+    return (select(TeamMember.team_id)
+            .where(TeamMember.challenge_id == challenge_id, TeamMember.user_id == viewer_id,
+                   TeamMember.status == "active")
+            .limit(1).scalar_subquery())
+
+
+def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool) -> Select:
+    S = Submission
+    higher = REGISTRY[challenge.metric].direction == "max"
+    if challenge.leaderboard_mode == "latest":
+        order = [S.created_at.desc(), S.id.desc()]
+    else:
+        order = [S.primary_score.desc() if higher else S.primary_score.asc(), S.created_at.asc(), S.id.asc()]
+    mine = _viewer_team(challenge.id, viewer_id)
+    own = case((S.team_id == mine, 1), else_=0) if mine is not None else literal(0)
+    where = [S.phase_id == phase.id, S.status == SubmissionStatus.SCORED, S.disqualified == false(),
+             S.primary_score.is_not(None)]
+    if frozen:
+        # The public board stops at the freeze; the viewer's own team keeps seeing its newer scores.
+        where.append(or_(S.created_at <= phase.freeze_at, S.team_id == mine) if mine is not None
+                     else S.created_at <= phase.freeze_at)
+    ranked = (select(S.id.label("sid"), S.team_id.label("tid"), S.primary_score.label("score"),
+                     S.scores.label("scores"), S.created_at.label("at"), own.label("own"),
+                     func.row_number().over(partition_by=S.team_id, order_by=order)
+                     .label("rn"))
+              .where(*where).subquery("ranked"))
+    teams = (select(ranked.c.sid, ranked.c.tid, ranked.c.score, ranked.c.scores, ranked.c.at, ranked.c.own,
+                    Team.name.label("name"), literal(0).label("is_baseline"))
+             .join(Team, Team.id == ranked.c.tid)
+             .where(ranked.c.rn == 1, Team.status != TeamStatus.DISQUALIFIED))
+    baselines = (select(cast(null(), Integer).label("sid"), cast(null(), Integer).label("tid"),
+                        Baseline.primary_score.label("score"), Baseline.scores.label("scores"),
+                        cast(null(), DateTime(timezone=True)).label("at"), literal(0).label("own"),
+                        Baseline.label.label("name"), literal(1).label("is_baseline"))
+                 .where(Baseline.phase_id == phase.id))
+    return union_all(teams, baselines)
+
+
+def _as_aware(value: object) -> datetime | None:
+    """SQLite hands a union's timestamp back as text; both backends end up as aware UTC here."""
+    from datetime import timezone
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _rows(session: Session, challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool) -> list[BoardRow]:
+    result = session.execute(_board_query(challenge, phase, viewer_id, frozen)).all()
+    higher = REGISTRY[challenge.metric].direction == "max"
+    rows = [BoardRow(rank=None, team_id=r.tid, team_name=r.name, submission_id=r.sid,
+                     primary_score=float(r.score), scores=dict(r.scores or {}), submitted_at=_as_aware(r.at),
+                     baseline=bool(r.is_baseline), own=bool(r.own)) for r in result]
+    far = datetime.max.replace(tzinfo=None)
+    rows.sort(key=lambda r: (-r.primary_score if higher else r.primary_score, r.baseline,
+                             (r.submitted_at.replace(tzinfo=None) if r.submitted_at else far), r.submission_id or 0))
+    rank = 0
+    for row in rows:
+        if not row.baseline:
+            rank += 1
+            row.rank = rank
+        if frozen and row.own and row.submitted_at and phase.freeze_at and row.submitted_at > phase.freeze_at:
+            row.after_freeze = True
+    return rows
+
+
+def build(session: Session, phase_id: int, *, viewer: User | None, now: datetime | None = None) -> Board:
+    """The phase's board as this viewer may see it; the rows come from one SQL query."""
+    phase = session.get(Phase, phase_id)
+    if phase is None:
+        raise NotFound(N_("No such phase."))
+    challenge = session.get(Challenge, phase.challenge_id)
+    assert challenge is not None
+    private, hidden, frozen = visibility(session, challenge, phase, viewer, now)
+    board = Board(challenge=challenge, phase=phase, metrics=metrics_of(challenge), mode=challenge.leaderboard_mode,
+                  direction=REGISTRY[challenge.metric].direction, hidden=hidden, frozen=frozen, private_view=private)
+    if not hidden:
+        board.rows = _rows(session, challenge, phase, viewer.id if viewer else None, frozen)
+    return board
+
+
+def team_scores(session: Session, challenge: Challenge, phase: Phase) -> dict[int, float]:
+    """Each team's ranked score on the live board (for cuts and the final ranking)."""
+    return {r.team_id: r.primary_score for r in _rows(session, challenge, phase, None, False)
+            if r.team_id is not None}
+
+
+def to_csv(board: Board) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "team", *[m.key for m in board.metrics], "submission_id", "submitted_at_utc"])
+    for r in board.rows:
+        writer.writerow([r.rank if r.rank is not None else "baseline", r.team_name,
+                         *[_fmt(r.scores.get(m.key, r.primary_score if m.key == board.challenge.metric else None))
+                           for m in board.metrics],
+                         r.submission_id or "", r.submitted_at.isoformat() if r.submitted_at else ""])
+    return out.getvalue()
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def score_history(session: Session, board: Board, top: int = 10) -> dict[str, list[tuple[datetime, float]]]:
+    """Best score so far per team over time, for the board's top teams and with the board's own filters."""
+    if board.hidden:
+        return {}
+    names = {r.team_id: r.team_name for r in board.teams[:top]}
+    if not names:
+        return {}
+    S = Submission
+    where = [S.phase_id == board.phase.id, S.status == SubmissionStatus.SCORED, S.disqualified == false(),
+             S.primary_score.is_not(None), S.team_id.in_(list(names))]
+    if board.frozen:
+        own_ids = [r.team_id for r in board.teams if r.own]
+        where.append(or_(S.created_at <= board.phase.freeze_at, S.team_id.in_(own_ids)) if own_ids
+                     else S.created_at <= board.phase.freeze_at)
+    points = session.execute(select(S.team_id, S.created_at, S.primary_score).where(and_(*where))
+                             .order_by(S.created_at, S.id)).all()
+    higher = board.direction == "max"
+    best: dict[int, float] = {}
+    series: dict[str, list[tuple[datetime, float]]] = {names[t]: [] for t in names}
+    for team_id, at, score in points:
+        prev = best.get(team_id)
+        if prev is None or (score > prev if higher else score < prev):
+            best[team_id] = score
+            series[names[team_id]].append((_as_aware(at) or at, float(score)))
+    return series

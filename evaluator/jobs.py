@@ -1,0 +1,455 @@
+"""The RQ entry points: the only place where the database, RQ and Docker meet.
+
+`evaluate(submission_id, attempt)` runs in a worker's work horse:
+claim the row (compare-and-set, evaluator.state) → lease devices → make sure the pinned image is on this
+node → run it in the sandbox, streaming its log to Redis for the live tail → meter the container's own
+seconds → score outside the container → write the outcome → release → top up the queue.
+A team's failure (time, memory, exit code, output) is a final status, never an exception. Only an
+infrastructure error raises, so that RQ's bounded Retry runs the same job again; on the last try the
+submission fails as infra_error, which never counts against the team.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlmodel import Session
+
+from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionStatus
+from evaluator import dispatch, queues, seams, state
+from evaluator.models import WorkerNode
+from hub.db import session_scope
+
+log = logging.getLogger(__name__)
+
+LOG_CAP_BYTES = 256 * 1024        # what a container may print (the sandbox caps it too)
+LIVE_LOG_CAP_BYTES = 256 * 1024
+LEASE_TTL_S = 60.0
+
+
+class InfraError(Exception):
+    """The platform, not the team, failed: retried, then failed as infra_error."""
+
+
+@dataclass
+class Runtime:
+    """What a work horse needs to know about the platform (set by the worker before it forks)."""
+
+    database_url: str
+    redis_url: str
+    data_dir: str
+    node: str
+    max_image_bytes: int = 2 * 1024 * 1024 * 1024
+    registry_allowlist: tuple[str, ...] = ()
+
+
+_runtime: Runtime | None = None
+_docker: dict[int, Any] = {}
+
+
+def configure(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        # A horse started without a configured worker (e.g. `rq worker`): read the same environment.
+        from hub.config import load_config
+
+        cfg = load_config(os.environ.get("HUB_INSTANCE") or "instance")
+        configure(Runtime(database_url=cfg["DATABASE_URL"], redis_url=cfg["REDIS_URL"] or "",
+                          data_dir=cfg["DATA_DIR"], node=os.environ.get("HUB_NODE_NAME", "worker")))
+    assert _runtime is not None
+    return _runtime
+
+
+def docker_client() -> Any:
+    """One Docker client per process (a forked horse never shares its parent's connections)."""
+    pid = os.getpid()
+    client = _docker.get(pid)
+    if client is None:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        _docker.clear()
+        _docker[pid] = client
+    return client
+
+
+def image_archive_path(data_dir: str | Path, image_id: str) -> Path:
+    """Where an uploaded archive is kept, so a node that lacks the image can load it again."""
+    return Path(data_dir) / "images" / f"{image_id.replace('sha256:', '')}.tar"
+
+
+# ---------------------------------------------------------------- the job
+def evaluate(submission_id: int, attempt: int) -> str:
+    """RQ job `sub-<id>-a<attempt>`: evaluate one attempt of one submission (see the module docstring)."""
+    rt = runtime()
+    conn = queues.connect(rt.redis_url)
+    with session_scope(rt.database_url) as session:
+        try:
+            return _evaluate(session, conn, rt, submission_id, attempt)
+        finally:
+            _set_current(session, rt.node, None)
+            try:
+                dispatch.feed(session, conn)
+            except RedisError:
+                log.exception("could not top up the queue after submission %s", submission_id)
+
+
+def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, attempt: int) -> str:
+    if not state.claim(session, submission_id, attempt, rt.node):
+        return _not_claimed(session, submission_id, attempt)
+    _set_current(session, rt.node, submission_id)
+    sub = state.get(session, submission_id)
+    challenge = session.get(Challenge, sub.challenge_id)
+    phase = session.get(Phase, sub.phase_id)
+    assert challenge is not None and phase is not None
+    accel_class = queues.accel_class_of(challenge.accelerators, challenge.accelerator_class)
+    lease = None
+    try:
+        if challenge.accelerators > 0:
+            lease = seams.acquire_lease(session, submission_id=submission_id, attempt=attempt,
+                                        challenge_id=challenge.id, accel_class=accel_class,  # type: ignore[arg-type]
+                                        count=challenge.accelerators, node=rt.node, ttl_s=LEASE_TTL_S)
+            if lease is None:
+                # No free device on this node now (another node or challenge holds them): wait in line again.
+                time.sleep(1.0)
+                state.requeue(session, submission_id, attempt)
+                return "no-device"
+        result = run_attempt(session, conn, rt, sub, challenge, phase, accel_class, lease)
+        if not state.finish(session, submission_id, attempt, result):
+            log.warning("submission %s attempt %s lost its claim; result dropped", submission_id, attempt)
+            return "superseded"
+        return result.outcome
+    except InfraError as err:
+        return _infra_failure(session, submission_id, attempt, str(err))
+    finally:
+        if lease is not None:
+            seams.release_lease(session, lease.id)
+
+
+def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:
+    sub = session.get(Submission, submission_id, populate_existing=True)
+    if sub is not None and sub.status == SubmissionStatus.RUNNING and sub.attempt == attempt:
+        # This very job is running again: RQ retried it after its work horse died mid-run. Its old
+        # container may still run; stop it and give the work a fresh attempt.
+        try:
+            from evaluator import sandbox
+
+            sandbox.kill_and_remove(docker_client(), state.container_name_for(submission_id, attempt))
+        except Exception:  # noqa: BLE001 - the reaper removes it otherwise
+            log.exception("could not remove the container of submission %s attempt %s", submission_id, attempt)
+        from evaluator.reaper import SweepReport, give_back
+
+        give_back(session, sub, "its work horse died", SweepReport())
+        return "recovered"
+    return "skipped"
+
+
+def _infra_failure(session: Session, submission_id: int, attempt: int, detail: str) -> str:
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None and job.retries_left:
+        log.warning("submission %s attempt %s: infrastructure error, retrying: %s", submission_id, attempt, detail)
+        state.retry_later(session, submission_id, attempt)
+        time.sleep(1.0)  # let a flapping engine settle before RQ runs the job again
+        raise InfraError(detail)
+    state.fail(session, submission_id, Outcome.INFRA_ERROR,
+               f"Platform error after {1 + queues.INFRA_RETRIES} tries: {detail}", attempt=attempt)
+    return Outcome.INFRA_ERROR
+
+
+def _set_current(session: Session, node: str, submission_id: int | None) -> None:
+    try:
+        row = session.exec(WorkerNode.__table__.select().where(WorkerNode.name == node)).first()  # type: ignore[attr-defined]
+        if row is not None:
+            session.exec(WorkerNode.__table__.update().where(WorkerNode.name == node)  # type: ignore[attr-defined]
+                         .values(current_submission_id=submission_id))
+            session.commit()
+    except Exception:  # noqa: BLE001 - informational only (the operators' page)
+        session.rollback()
+
+
+# ---------------------------------------------------------------- one attempt
+def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, challenge: Challenge, phase: Phase,
+                accel_class: str, lease: Any | None) -> state.Result:
+    """Run the image in the sandbox and score it; returns the final result (raises InfraError only)."""
+    from evaluator.intake import ImageRejected
+    from evaluator.sandbox import SandboxInfraError
+
+    attempt = sub.attempt
+    name = state.container_name_for(sub.id, attempt)  # type: ignore[arg-type]
+    dataset = seams.dataset_for(session, challenge.id, phase.split)  # type: ignore[arg-type]
+    if dataset is None:
+        raise InfraError(f"the challenge has no test data for split {phase.split!r}")
+    client = docker_client()
+    workdir = Path(rt.data_dir) / "runs" / name
+    try:
+        try:
+            ensure_image(client, rt, sub)
+            seams.inspect_image(client, sub.image_id, max_image_bytes=rt.max_image_bytes)
+        except ImageRejected as err:
+            return _rejected(challenge, err)
+        device_ids = list(lease.device_ids) if lease is not None else []
+        time_limit = seams.run_time_cap(session, sub.team_id, challenge.id, len(device_ids),  # type: ignore[arg-type]
+                                        challenge.time_limit_s)
+        if time_limit < 1:
+            return state.Result(SubmissionStatus.FAILED, Outcome.QUOTA_EXCEEDED,
+                                "The compute quota left is under one second.", counts_against_limit=False)
+        output_dir = workdir / "output"
+        tail = LiveLog(conn, client, sub.id, attempt, name, lease, session)  # type: ignore[arg-type]
+        tail.start()
+        try:
+            run = seams.run_sandbox(client, name=name, image_id=sub.image_id, input_dir=Path(dataset.inputs_dir),
+                                    output_dir=output_dir, time_limit_s=time_limit, memory_mb=challenge.memory_mb,
+                                    cpus=challenge.cpus, device_ids=device_ids, log_max_bytes=LOG_CAP_BYTES)
+        except SandboxInfraError as err:
+            raise InfraError(str(err)) from err
+        finally:
+            tail.stop()
+        if run.started_at and run.finished_at:
+            seams.meter_run(session, submission_id=sub.id, lease_id=lease.id if lease is not None else None,  # type: ignore[arg-type]
+                            device_class=accel_class, device_ids=device_ids, started_at=run.started_at,
+                            finished_at=run.finished_at)
+        base = _base_result(run)
+        verdict = classify(run, time_limit, challenge.memory_mb)
+        if verdict is not None:
+            outcome, reason = verdict
+            return state.Result(SubmissionStatus.FAILED, outcome, reason, exit_code=run.exit_code, **base)
+        try:
+            scores = score(client, rt, sub, challenge, dataset.truth_path, output_dir, workdir)
+        except ScoreRefused as err:
+            return state.Result(SubmissionStatus.FAILED, err.outcome, err.detail, exit_code=run.exit_code, **base)
+        return state.Result(SubmissionStatus.SCORED, Outcome.SCORED, "", exit_code=run.exit_code, scores=scores,
+                            primary_score=scores.get(challenge.metric), **base)
+    except (OSError, RedisError) as err:
+        raise InfraError(f"{err.__class__.__name__}: {err}") from err
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _rejected(challenge: Challenge, err: Exception) -> state.Result:
+    return state.Result(SubmissionStatus.FAILED, Outcome.IMAGE_REJECTED, err.args[0] if err.args else str(err),
+                        counts_against_limit=challenge.image_failures_count)
+
+
+def _base_result(run: Any) -> dict[str, Any]:
+    started, finished = run.started_at, run.finished_at
+    log_text = run.log.decode("utf-8", "replace") if isinstance(run.log, bytes) else str(run.log or "")
+    return {"log_excerpt": log_text, "container_started_at": started, "container_finished_at": finished,
+            "runtime_s": (finished - started).total_seconds() if started and finished else None}
+
+
+def classify(run: Any, time_limit_s: float, memory_mb: int) -> tuple[str, str] | None:
+    """The team's failure as (outcome, detail), or None when the container ended cleanly."""
+    if getattr(run, "output_too_large", False):
+        return Outcome.BAD_OUTPUT, "The output folder grew over its size limit."
+    if getattr(run, "start_error", None):
+        return Outcome.IMAGE_REJECTED, f"The image could not start: {run.start_error}"
+    if run.timed_out:
+        return Outcome.TIME_LIMIT, f"Stopped after the time limit of {time_limit_s:g} s."
+    if run.oom_killed:
+        return Outcome.MEMORY_LIMIT, f"Killed for using more than the memory limit of {memory_mb} MiB."
+    if run.exit_code != 0:
+        return Outcome.NONZERO_EXIT, f"The container exited with code {run.exit_code}."
+    return None
+
+
+class ScoreRefused(Exception):
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome, self.detail = outcome, detail
+
+
+def score(client: Any, rt: Runtime, sub: Submission, challenge: Challenge, truth_path: str, output_dir: Path,
+          workdir: Path) -> dict[str, float]:
+    """Scores from the challenge's metric in this process, or from the organiser's scoring image."""
+    from evaluator.scoring import OutputError, TruthError
+
+    pred = output_dir / challenge.output_file
+    metrics = [challenge.metric] + [m for m in challenge.extra_metrics if m != challenge.metric]
+    if challenge.scoring_image:
+        return score_with_image(client, sub, challenge, pred, Path(truth_path), workdir, metrics)
+    try:
+        return seams.score_file(pred, Path(truth_path), challenge.id_column, challenge.prediction_column, metrics)
+    except OutputError as err:
+        raise ScoreRefused(err.outcome, err.detail) from err
+    except TruthError as err:
+        raise InfraError(f"the organiser's truth file cannot be used: {err.detail}") from err
+
+
+def score_with_image(client: Any, sub: Submission, challenge: Challenge, pred: Path, truth: Path, workdir: Path,
+                     metrics: list[str]) -> dict[str, float]:
+    """Run the organiser's scorer under the same sandbox with the predictions and the truth, no team code.
+
+    The scorer sees /input/predictions/<output file> and /input/truth/<truth file>, and writes
+    /output/scores.json: {"<metric>": number, …}. It must at least give the challenge's metric.
+    """
+    import json
+
+    from evaluator.sandbox import SandboxInfraError
+
+    if not pred.is_file() or pred.is_symlink():
+        raise ScoreRefused(Outcome.MISSING_OUTPUT, f"The container did not write {challenge.output_file}.")
+    inputs = workdir / "scorer-input"
+    (inputs / "predictions").mkdir(parents=True, exist_ok=True)
+    (inputs / "truth").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pred, inputs / "predictions" / challenge.output_file, follow_symlinks=False)
+    shutil.copyfile(truth, inputs / "truth" / truth.name)
+    out = workdir / "scorer-output"
+    try:
+        run = seams.run_sandbox(client, name=state.container_name_for(sub.id, sub.attempt) + "-score",  # type: ignore[arg-type]
+                                image_id=challenge.scoring_image, input_dir=inputs, output_dir=out,
+                                time_limit_s=min(600, challenge.time_limit_s), memory_mb=challenge.memory_mb,
+                                cpus=challenge.cpus, device_ids=[], log_max_bytes=LOG_CAP_BYTES)
+    except SandboxInfraError as err:
+        raise InfraError(str(err)) from err
+    if run.exit_code != 0 or run.timed_out or run.oom_killed:
+        # The organiser's scorer rejecting the file is how it reports malformed predictions.
+        log_text = run.log.decode("utf-8", "replace") if isinstance(run.log, bytes) else str(run.log or "")
+        raise ScoreRefused(Outcome.BAD_OUTPUT, "The organiser's scorer refused the predictions: "
+                           + (log_text.strip().splitlines() or ["no detail"])[-1][:500])
+    try:
+        data = json.loads((out / "scores.json").read_text())
+        scores = {k: float(v) for k, v in data.items() if k in metrics}
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise InfraError(f"the organiser's scorer wrote no usable scores.json ({err})") from err
+    if challenge.metric not in scores:
+        raise InfraError(f"the organiser's scorer gave no {challenge.metric}")
+    return scores
+
+
+def ensure_image(client: Any, rt: Runtime, sub: Submission) -> None:
+    """Make sure the pinned image is on this node: load the kept archive, or pull the pinned digest."""
+    import docker.errors
+
+    from evaluator import intake
+
+    try:
+        client.api.inspect_image(sub.image_id)
+        return
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.DockerException as err:
+        raise InfraError(f"Docker is not answering: {err}") from err
+    if sub.image_source == "registry" and "@sha256:" in sub.image_ref:
+        image_id, _digest = intake.pull_image(client, sub.image_ref, rt.registry_allowlist or
+                                              (sub.image_ref.split("/", 1)[0],))
+    else:
+        archive = image_archive_path(rt.data_dir, sub.image_id)
+        if not archive.exists():
+            raise InfraError(f"the image {sub.image_id[:19]} is not on node {rt.node} and its archive is gone")
+        image_id = intake.load_image(client, archive, expected_id=sub.image_id)
+    if image_id != sub.image_id:
+        raise intake.ImageRejected("load_failed", f"the image's ID changed ({image_id} is not {sub.image_id})")
+
+
+class LiveLog:
+    """While the container runs: copy its output to Redis for the live tail, heartbeat the lease, and
+    stop the container if the submission was cancelled meanwhile."""
+
+    def __init__(self, conn: Redis, client: Any, submission_id: int, attempt: int, name: str, lease: Any | None,
+                 session: Session) -> None:
+        self.conn, self.client, self.sid, self.attempt, self.name = conn, client, submission_id, attempt, name
+        self.lease_id = lease.id if lease is not None else None
+        self.database_url = runtime().database_url
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target in (self._copy_log, self._watch):  # both poll once a second
+            t = threading.Thread(target=target, daemon=True, name=f"{target.__name__}-{self.name}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def _copy_log(self) -> None:
+        last = b""
+        while not self._stop.wait(1.0):
+            try:
+                text = seams.live_log_snapshot(self.client, self.name, LIVE_LOG_CAP_BYTES)
+                if text and text != last:
+                    queues.set_live_log(self.conn, self.sid, self.attempt, text)
+                    last = text
+            except Exception:  # noqa: BLE001 - the live tail is a convenience; the final log is kept anyway
+                log.debug("live log of %s: one read failed", self.name, exc_info=True)
+
+    def _watch(self) -> None:
+        from evaluator import sandbox
+
+        while not self._stop.wait(1.0):
+            try:
+                with session_scope(self.database_url) as session:
+                    sub = session.get(Submission, self.sid)
+                    if sub is None or sub.status != SubmissionStatus.RUNNING or sub.attempt != self.attempt:
+                        sandbox.kill_and_remove(self.client, self.name)   # cancelled or superseded
+                        return
+                    if self.lease_id is not None and not seams.heartbeat_lease(session, self.lease_id, LEASE_TTL_S):
+                        sandbox.kill_and_remove(self.client, self.name)   # the lease ended under us
+                        return
+            except Exception:  # noqa: BLE001
+                log.debug("watch of %s failed once", self.name, exc_info=True)
+
+
+# ---------------------------------------------------------------- operators' actions
+def cancel_submission(session: Session, redis_url: str | None, submission_id: int, actor_id: int | None,
+                      reason: str = "") -> Submission:
+    """Cancel a queued or running submission; its container is stopped (here, or by its node's reaper)."""
+    from evaluator import sandbox
+    from hub.audit import record
+
+    before = state.cancel(session, submission_id, reason or "Cancelled by an operator.")
+    if redis_url and before.job_id:
+        conn = queues.connect(redis_url)
+        try:
+            if before.status == SubmissionStatus.RUNNING:
+                queues.stop_job(conn, before.job_id)
+            else:
+                queues.drop_job(conn, before.job_id)
+        except RedisError:
+            log.warning("could not reach Redis to stop %s; the worker stops it itself", before.job_id)
+    if before.status == SubmissionStatus.RUNNING:
+        try:
+            sandbox.kill_and_remove(docker_client(), state.container_name_for(submission_id, before.attempt))
+        except Exception:  # noqa: BLE001 - on another node its own watcher and reaper stop it
+            log.info("container of submission %s is not on this node", submission_id)
+    _audit(session, record, actor_id, "submission.cancel", submission_id, {"was": before.status})
+    return state.get(session, submission_id)
+
+
+def rerun_submission(session: Session, redis_url: str | None, submission_id: int, actor_id: int | None) -> Submission:
+    """Run a finished submission again (same pinned image, a new attempt)."""
+    from hub.audit import record
+
+    sub = state.rerun(session, submission_id)
+    _audit(session, record, actor_id, "submission.rerun", submission_id, {})
+    if redis_url:
+        try:
+            dispatch.feed(session, queues.connect(redis_url))
+        except RedisError:
+            log.warning("Redis is not answering; the reaper dispatches submission %s later", submission_id)
+    return state.get(session, sub.id)  # type: ignore[arg-type]
+
+
+def _audit(session: Session, record: Any, actor_id: int | None, action: str, submission_id: int,
+           detail: dict[str, Any]) -> None:
+    sub = state.get(session, submission_id)
+    challenge = session.get(Challenge, sub.challenge_id)
+    record(session, actor_id, action, "submission", submission_id, challenge.city_id if challenge else None,
+           **detail)
+    session.commit()

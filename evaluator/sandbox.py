@@ -1,0 +1,445 @@
+"""The sandbox runner: one submission (or organiser scoring) container under the profile of DESIGN.md.
+
+Docker only: no Flask, no database. One create + start + wait + remove per run, no extra image or helper
+container.
+
+How /output is size-capped (the kernel cannot cap a plain bind mount): /output is a bind mount of a host
+directory, and two things hold it to `output_max_bytes`:
+  * RLIMIT_FSIZE (ulimit fsize) stops any single file at the cap + 1 byte: the writer gets SIGXFSZ/EFBIG;
+  * a watcher thread measures the directory (bytes and entries) every `watch_interval_s` while the container
+    runs, and kills the container as soon as it is over; the result is then `output_too_large`.
+  The honest bound: between two polls a writer can add at most (write rate x interval) over the cap, and each
+  file is capped by fsize, so the disk never fills. The alternative (a tmpfs volume kept mounted by a holder
+  container and read back with get_archive) costs a second container start per run, which is over the
+  0.3 s overhead budget (bench/sandbox_overhead.py).
+After the run, anything in /output that is not a plain file or directory (symlinks that would make the host
+scorer read a host file such as the truth, FIFOs that would block it) is removed and reported.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
+
+log = logging.getLogger(__name__)
+
+SANDBOX_USER = "65534:65534"
+LABEL = "hub.sandbox"
+MIB = 1 << 20
+# Image env that could reach devices outside the lease or inject code; the runner always sets these.
+GUARDED_ENV_PREFIXES = ("NVIDIA_", "LD_")
+_ALWAYS_EMPTY = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "NVIDIA_MIG_CONFIG_DEVICES",
+                 "NVIDIA_MIG_MONITOR_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+                 "GPU_DEVICE_ORDINAL")
+
+
+class SandboxInfraError(Exception):
+    """The platform failed (engine unreachable, API error): the caller may retry; not the team's fault."""
+
+
+@dataclass
+class SandboxSpec:
+    """Everything one sandboxed run needs; `name` is fixed per attempt (e.g. "hub-sub-12-a1")."""
+
+    image_id: str
+    name: str
+    output_dir: Path
+    input_dir: Path | None = None
+    time_limit_s: float = 600
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids_limit: int = 256
+    tmp_size_mb: int = 256
+    output_max_bytes: int = 64 * MIB
+    output_max_files: int = 10_000
+    log_max_bytes: int = 1 * MIB
+    shm_size_mb: int = 64
+    nofile: int = 1024
+    device_ids: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None      # overrides the image CMD (organiser scoring images)
+    watch_interval_s: float = 0.1
+
+
+@dataclass
+class RunResult:
+    """What happened to one container. Container failures are results; only infra failures raise."""
+
+    name: str
+    exit_code: int | None
+    timed_out: bool = False
+    oom_killed: bool = False
+    output_too_large: bool = False
+    start_error: str | None = None        # the image could not start (missing entrypoint binary …)
+    started_at: datetime | None = None    # the container's own State.StartedAt (aware UTC)
+    finished_at: datetime | None = None   # State.FinishedAt (aware UTC)
+    log: bytes = b""
+    log_truncated: bool = False
+    output_bytes: int = 0
+    output_files: int = 0
+    output_removed: list[str] = field(default_factory=list)   # symlinks/FIFOs taken out of /output
+    peak_memory_bytes: int | None = None
+
+    @property
+    def outcome(self) -> str:
+        """One typed outcome: ok, output_too_large, time_limit, memory_limit, start_failed, nonzero_exit."""
+        if self.output_too_large:
+            return "output_too_large"
+        if self.timed_out:
+            return "time_limit"
+        if self.oom_killed:
+            return "memory_limit"
+        if self.start_error is not None:
+            return "start_failed"
+        if self.exit_code != 0:
+            return "nonzero_exit"
+        return "ok"
+
+    @property
+    def runtime_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return None
+
+
+def guarded_env_names() -> tuple[str, ...]:
+    return ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", *_ALWAYS_EMPTY)
+
+
+def sandbox_env(spec: SandboxSpec) -> list[str]:
+    """The container env: the spec's extra env, then the guarded variables, which nothing can override."""
+    env = {"HOME": "/tmp", **spec.extra_env}
+    leased = [str(d) for d in spec.device_ids]
+    env["NVIDIA_VISIBLE_DEVICES"] = ",".join(leased) if leased else "void"
+    # Inside the container the leased devices are renumbered from 0; an empty value hides every GPU.
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(leased)))
+    env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility" if leased else ""
+    for name in _ALWAYS_EMPTY:
+        env[name] = ""
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
+    """The HostConfig of DESIGN.md's sandbox profile, as docker SDK keyword arguments."""
+    memory = f"{spec.memory_mb}m"
+    fsize = max(spec.output_max_bytes + 1, spec.tmp_size_mb * MIB)
+    mounts = [Mount(target="/output", source=str(Path(spec.output_dir).resolve()), type="bind", read_only=False)]
+    if spec.input_dir is not None:
+        mounts.insert(0, Mount(target="/input", source=str(Path(spec.input_dir).resolve()), type="bind",
+                               read_only=True))
+    kwargs: dict[str, Any] = dict(
+        network_mode="none",
+        cap_drop=["ALL"],
+        privileged=False,
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs={"/tmp": f"rw,size={spec.tmp_size_mb}m,noexec,nosuid,nodev,mode=1777"},
+        pids_limit=spec.pids_limit,
+        ulimits=[
+            Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
+            # RLIMIT_NPROC counts every process of uid 65534 on the host, shared by all sandboxes of the
+            # node; the pids cgroup is the per-container limit, this is only a backstop.
+            Ulimit(name="nproc", soft=max(4 * spec.pids_limit, 1024), hard=max(4 * spec.pids_limit, 1024)),
+            Ulimit(name="fsize", soft=fsize, hard=fsize),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        mem_limit=memory,
+        memswap_limit=memory,
+        nano_cpus=int(spec.cpus * 1e9),
+        shm_size=f"{spec.shm_size_mb}m",
+        oom_score_adj=500,   # under memory pressure the kernel kills a sandbox before the worker
+        ipc_mode="private",
+        log_config=LogConfig(type="json-file", config={"max-size": f"{max(spec.log_max_bytes // 1024, 16)}k",
+                                                       "max-file": "2"}),
+        mounts=mounts,
+    )
+    if spec.device_ids:
+        kwargs["device_requests"] = [DeviceRequest(device_ids=[str(d) for d in spec.device_ids],
+                                                   capabilities=[["gpu"]])]
+    return kwargs
+
+
+def _prepare_output(output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(output_dir, 65534, 65534)
+        output_dir.chmod(0o755)
+    else:
+        # Without root the directory cannot be given to uid 65534; the worker's own temp dir (0700) is
+        # what keeps other host users out.
+        output_dir.chmod(0o777)
+
+
+def _api_failure(err: Exception, action: str) -> SandboxInfraError:
+    return SandboxInfraError(f"{action}: {err.__class__.__name__}: {err}")
+
+
+_START_FAILURES = re.compile(r"executable file not found|no such file or directory|permission denied|"
+                             r"exec format error|not a directory", re.I)
+
+
+def create(client: Any, spec: SandboxSpec) -> Container:
+    """Create (not start) the sandbox container for `spec`; a leftover container of the same name goes first."""
+    _prepare_output(Path(spec.output_dir))
+    host_config = client.api.create_host_config(**host_config_kwargs(spec))
+    labels = {LABEL: "1", **{k: str(v) for k, v in spec.labels.items()}}
+    for attempt in (1, 2):
+        try:
+            created = client.api.create_container(
+                image=spec.image_id, command=spec.command, name=spec.name, user=SANDBOX_USER,
+                environment=sandbox_env(spec), labels=labels, host_config=host_config, hostname="sandbox",
+                network_disabled=True, stdin_open=False, tty=False)
+            return Container(attrs={"Id": created["Id"], "Name": spec.name}, client=client,
+                             collection=client.containers)
+        except docker.errors.APIError as err:
+            if err.status_code == 409 and attempt == 1:
+                # A re-run of the same attempt: the earlier container is stale by construction.
+                kill_and_remove(client, spec.name)
+                continue
+            raise _api_failure(err, "creating the sandbox container") from err
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
+            raise _api_failure(err, "creating the sandbox container") from err
+    raise SandboxInfraError("creating the sandbox container: name conflict persists")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 with nanoseconds ("…T12:00:00.123456789Z") as an aware UTC datetime."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", value)
+    if not match:
+        return None
+    micro = (match[2] or "0")[:6].ljust(6, "0")
+    tz = "+00:00" if match[3] == "Z" else match[3]
+    return datetime.fromisoformat(f"{match[1]}.{micro}{tz}").astimezone(UTC)
+
+
+def measure_output(output_dir: Path, stop_after_files: int | None = None) -> tuple[int, int]:
+    """(bytes, entries) under `output_dir`, not following links; sparse files count at their full size."""
+    total = entries = 0
+    stack = [str(output_dir)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    else:
+                        total += max(st.st_size, st.st_blocks * 512)
+                    if stop_after_files is not None and entries > stop_after_files:
+                        return total, entries
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+    return total, entries
+
+
+def _sanitize_output(output_dir: Path) -> list[str]:
+    """Remove what a host scorer must never open from /output: links, FIFOs, sockets, devices."""
+    removed = []
+    for root, dirs, files in os.walk(output_dir, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(output_dir)))
+        dirs[:] = [d for d in dirs if (Path(root) / d).is_dir() and not (Path(root) / d).is_symlink()]
+    return removed
+
+
+class _Watcher(threading.Thread):
+    """Polls /output while the container runs and kills it when over the cap; samples peak memory."""
+
+    def __init__(self, client: Any, container_id: str, spec: SandboxSpec) -> None:
+        super().__init__(name=f"sandbox-watch-{spec.name}", daemon=True)
+        self.client, self.container_id, self.spec = client, container_id, spec
+        self.halt = threading.Event()
+        self.over_cap = False
+        self.peak_memory: int | None = None
+
+    def run(self) -> None:
+        next_stats = time.monotonic() + 1.0
+        while not self.halt.wait(self.spec.watch_interval_s):
+            size, entries = measure_output(Path(self.spec.output_dir), self.spec.output_max_files)
+            if size > self.spec.output_max_bytes or entries > self.spec.output_max_files:
+                self.over_cap = True
+                _quiet_kill(self.client, self.container_id)
+                return
+            if time.monotonic() >= next_stats:
+                # One-shot stats: on cgroup v1 max_usage is the peak, so one late sample is enough.
+                next_stats = time.monotonic() + 2.0
+                self.sample_memory()
+
+    def sample_memory(self) -> None:
+        try:
+            stats = self.client.api.stats(self.container_id, stream=False, one_shot=True)
+        except Exception:  # noqa: BLE001 - a missed sample only weakens the OOM guess
+            return
+        mem = stats.get("memory_stats") or {}
+        seen = max(int(mem.get("max_usage") or 0), int(mem.get("usage") or 0))
+        if seen:
+            self.peak_memory = max(self.peak_memory or 0, seen)
+
+
+def _quiet_kill(client: Any, container_id: str) -> None:
+    try:
+        client.api.kill(container_id)
+    except (docker.errors.APIError, requests.exceptions.ConnectionError):
+        pass   # already gone or stopped
+
+
+def _read_log(client: Any, container_id: str, max_bytes: int) -> tuple[bytes, bool]:
+    """The last `max_bytes` of the log that Docker kept, streamed so memory stays at the cap."""
+    kept = bytearray()
+    total = 0
+    stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=False)
+    try:
+        for chunk in stream:
+            total += len(chunk)
+            kept += chunk
+            if len(kept) > max_bytes:
+                del kept[: len(kept) - max_bytes]
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    return bytes(kept), total > max_bytes
+
+
+def run(client: Any, spec: SandboxSpec) -> RunResult:
+    """Create, start and wait (wall-clock limit from outside), collect the outcome, always remove."""
+    container = create(client, spec)
+    cid = container.id
+    watcher = _Watcher(client, cid, spec)
+    result = RunResult(name=spec.name, exit_code=None)
+    try:
+        try:
+            client.api.start(cid)
+        except docker.errors.APIError as err:
+            message = str(err.explanation or err)
+            if err.status_code in (400, 500) and _START_FAILURES.search(message):
+                result.start_error = message
+                result.exit_code = 127
+                return result
+            raise _api_failure(err, "starting the sandbox container") from err
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
+            raise _api_failure(err, "starting the sandbox container") from err
+        watcher.start()
+        deadline = time.monotonic() + spec.time_limit_s
+        try:
+            status = client.api.wait(cid, timeout=spec.time_limit_s)
+        except requests.exceptions.RequestException as err:
+            if time.monotonic() < deadline - 0.5:
+                raise _api_failure(err, "waiting for the sandbox container") from err
+            result.timed_out = True
+            _quiet_kill(client, cid)
+            try:
+                status = client.api.wait(cid, timeout=30)
+            except requests.exceptions.RequestException as err2:
+                raise _api_failure(err2, "waiting for the killed container") from err2
+        except docker.errors.APIError as err:
+            raise _api_failure(err, "waiting for the sandbox container") from err
+        watcher.halt.set()
+        watcher.join(timeout=5)
+        result.exit_code = int(status.get("StatusCode", -1))
+        try:
+            attrs = client.api.inspect_container(cid)
+            result.log, result.log_truncated = _read_log(client, cid, spec.log_max_bytes)
+        except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+            raise _api_failure(err, "reading the finished container") from err
+        state = attrs.get("State") or {}
+        result.started_at = _parse_time(state.get("StartedAt"))
+        result.finished_at = _parse_time(state.get("FinishedAt"))
+        result.peak_memory_bytes = watcher.peak_memory
+        result.output_too_large = watcher.over_cap
+        limit = spec.memory_mb * MIB
+        # Exit 137 that we did not cause is a SIGKILL; near the memory limit it is the OOM killer even when
+        # the engine did not flag it (a child process killed, cgroup v2 accounting).
+        result.oom_killed = bool(state.get("OOMKilled")) or (
+            result.exit_code == 137 and not result.timed_out and not result.output_too_large
+            and watcher.peak_memory is not None and watcher.peak_memory >= 0.9 * limit)
+        return result
+    finally:
+        watcher.halt.set()
+        kill_and_remove(client, cid, quiet=True)
+        _finish_output(spec, result)
+
+
+def _finish_output(spec: SandboxSpec, result: RunResult) -> None:
+    output_dir = Path(spec.output_dir)
+    if not output_dir.is_dir():
+        return
+    result.output_removed = _sanitize_output(output_dir)
+    result.output_bytes, result.output_files = measure_output(output_dir)
+    if result.output_bytes > spec.output_max_bytes or result.output_files > spec.output_max_files:
+        result.output_too_large = True
+
+
+def kill_and_remove(client: Any, name: str, *, quiet: bool = False) -> bool:
+    """Remove a container (by name or ID) whatever its state; False if it was not there.
+
+    The reaper calls this for orphans; with quiet=True an API failure is logged, not raised, and the
+    container is left for the reaper (it carries the hub.sandbox label).
+    """
+    try:
+        client.api.remove_container(name, force=True, v=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as err:
+        if err.status_code == 409:   # removal already in progress
+            return True
+        if quiet:
+            log.warning("could not remove sandbox container %s: %s", name, err)
+            return False
+        raise _api_failure(err, "removing the sandbox container") from err
+    except requests.exceptions.ConnectionError as err:
+        if quiet:
+            log.warning("could not remove sandbox container %s: %s", name, err)
+            return False
+        raise _api_failure(err, "removing the sandbox container") from err
+
+
+def stream_log(client: Any, name: str, max_bytes: int) -> bytes:
+    """The last `max_bytes` of a (running) container's log, for a live tail; b"" if it is gone."""
+    try:
+        return _read_log(client, name, max_bytes)[0]
+    except docker.errors.NotFound:
+        return b""
+    except (docker.errors.APIError, requests.exceptions.RequestException) as err:
+        raise _api_failure(err, "reading the container log") from err
+
+
+def list_hub_containers(client: Any, labels: dict[str, str] | None = None) -> list[Container]:
+    """Every container the sandbox created (running or not), optionally narrowed by label values."""
+    wanted = [LABEL] + [f"{k}={v}" for k, v in (labels or {}).items()]
+    try:
+        return client.containers.list(all=True, filters={"label": wanted}, ignore_removed=True)
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as err:
+        raise _api_failure(err, "listing sandbox containers") from err
+
+
+__all__ = ["LABEL", "RunResult", "SandboxInfraError", "SandboxSpec", "create", "guarded_env_names",
+           "host_config_kwargs", "kill_and_remove", "list_hub_containers", "measure_output", "run",
+           "sandbox_env", "stream_log"]
