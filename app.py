@@ -38,6 +38,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     for bp in (auth_bp, marketplace_bp, challenges_bp, evaluator_bp,
                marketplace_api, challenges_api, evaluator_api):
         app.register_blueprint(bp)
+    from evaluator.quota.views import api as quota_api, bp as quota_bp  # accelerator quota and 算力券
+    app.register_blueprint(quota_bp)
+    app.register_blueprint(quota_api)
 
     @app.get("/")
     def home():  # type: ignore[no-untyped-def]

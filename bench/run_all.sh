@@ -9,7 +9,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$HUB_ROOT"
 
-KNOWN=(leaderboard_bench eval_overhead upload_memory quota_sim sandbox_overhead load_web)
+KNOWN=(leaderboard_bench scoring_bench eval_overhead upload_memory quota_sim sandbox_overhead load_web)
 
 if [ "${HUB_BENCH_SKIP_SETUP:-0}" != 1 ]; then
     set -e

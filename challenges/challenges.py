@@ -15,6 +15,7 @@ from hub.errors import DomainError, N_, NotFound
 from hub.models import User, utcnow
 from marketplace.models import Scenario
 
+RESERVED_SLUGS = {"new"}  # /challenges/new is the creation form
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,79}$")
 COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -148,7 +149,7 @@ def clean_values(values: dict[str, Any], current: Challenge | None = None) -> di
     v = {k: val for k, val in values.items() if k in EDITABLE_FIELDS or k in ("slug", "scenario_id")}
     if "slug" in v:
         v["slug"] = (v["slug"] or "").strip().lower()
-        if not SLUG_RE.match(v["slug"]):
+        if not SLUG_RE.match(v["slug"]) or v["slug"] in RESERVED_SLUGS:
             raise DomainError(N_("The address may use 3–80 lower-case letters, digits and hyphens."), field="slug")
     for name in ("title", "title_en", "description", "rules", "prize", "input_format", "output_format",
                  "accelerator_class"):

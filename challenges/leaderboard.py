@@ -6,7 +6,9 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, and_, case, cast, false, func, literal, null, or_, select, union_all
+from sqlalchemy import (DateTime, Integer, and_, case, cast, false, func, literal_column, null, or_, select,
+                        union_all)
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
@@ -82,26 +84,31 @@ def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, froz
     else:
         order = [S.primary_score.desc() if higher else S.primary_score.asc(), S.created_at.asc(), S.id.asc()]
     mine = _viewer_team(challenge.id, viewer_id)
-    own = case((S.team_id == mine, 1), else_=0) if mine is not None else literal(0)
-    where = [S.phase_id == phase.id, S.status == SubmissionStatus.SCORED, S.disqualified == false(),
-             S.primary_score.is_not(None)]
+    # Constants are inlined (literal_column), not bound: once psycopg prepares the statement, PostgreSQL's
+    # generic plan guesses "team.status <> $n" matches one row and re-ranks all submissions per team (100x slower).
+    one, zero = literal_column("1"), literal_column("0")
+    own = case((S.team_id == mine, one), else_=zero) if mine is not None else zero
+    scored, dq = literal_column(f"'{SubmissionStatus.SCORED}'"), literal_column(f"'{TeamStatus.DISQUALIFIED}'")
+    where = [S.phase_id == phase.id, S.status == scored, S.disqualified == false(), S.primary_score.is_not(None)]
     if frozen:
         # The public board stops at the freeze; the viewer's own team keeps seeing its newer scores.
         where.append(or_(S.created_at <= phase.freeze_at, S.team_id == mine) if mine is not None
                      else S.created_at <= phase.freeze_at)
+    # Narrow rows (covered by ix_submission_rank) are ranked; only each team's winner is joined back for its scores.
     ranked = (select(S.id.label("sid"), S.team_id.label("tid"), S.primary_score.label("score"),
-                     S.scores.label("scores"), S.created_at.label("at"), own.label("own"),
-                     func.row_number().over(partition_by=S.team_id, order_by=order)
-                     .label("rn"))
+                     S.created_at.label("at"), own.label("own"),
+                     func.row_number().over(partition_by=S.team_id, order_by=order).label("rn"))
               .where(*where).subquery("ranked"))
-    teams = (select(ranked.c.sid, ranked.c.tid, ranked.c.score, ranked.c.scores, ranked.c.at, ranked.c.own,
-                    Team.name.label("name"), literal(0).label("is_baseline"))
+    winner = aliased(Submission, name="winner")
+    teams = (select(ranked.c.sid, ranked.c.tid, ranked.c.score, winner.scores.label("scores"), ranked.c.at,
+                    ranked.c.own, Team.name.label("name"), zero.label("is_baseline"))
+             .join(winner, winner.id == ranked.c.sid)
              .join(Team, Team.id == ranked.c.tid)
-             .where(ranked.c.rn == 1, Team.status != TeamStatus.DISQUALIFIED))
+             .where(ranked.c.rn == one, Team.status != dq))
     baselines = (select(cast(null(), Integer).label("sid"), cast(null(), Integer).label("tid"),
                         Baseline.primary_score.label("score"), Baseline.scores.label("scores"),
-                        cast(null(), DateTime(timezone=True)).label("at"), literal(0).label("own"),
-                        Baseline.label.label("name"), literal(1).label("is_baseline"))
+                        cast(null(), DateTime(timezone=True)).label("at"), zero.label("own"),
+                        Baseline.label.label("name"), one.label("is_baseline"))
                  .where(Baseline.phase_id == phase.id))
     return union_all(teams, baselines)
 

@@ -191,6 +191,8 @@ class Submission(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_submission_board", "phase_id", "status", "team_id", "primary_score"),
+        # Covers the leaderboard's ranking query (challenges.leaderboard), so it never reads the wide rows.
+        Index("ix_submission_rank", "phase_id", "status", "team_id", "primary_score", "created_at", "disqualified"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     challenge_id: int = Field(foreign_key="challenge.id", index=True)

@@ -792,7 +792,7 @@ def announce(slug: str):
 
 
 # ---------------------------------------------------------------- audit log
-@bp.get("/audit")
+@bp.get("/audit", endpoint="audit")
 @role_required(Role.GOV, Role.ADMIN)
 def audit_log():
     org_id = None if current_user.role == Role.ADMIN else current_user.org_id
@@ -801,5 +801,3 @@ def audit_log():
                                                                           if ln.actor_id})))}
     return render_template("challenges/audit.html", lines=lines, actors=actors)
 
-
-bp.add_url_rule("/audit", endpoint="audit", view_func=audit_log)

@@ -1,16 +1,89 @@
-"""`python app.py`: embedded defaults (filled in by the evaluator work)."""
+"""`python app.py`: the whole platform on one machine, for a newcomer or a laptop.
+
+SQLite under instance/; if REDIS_URL is unset, Debian's `redis-server` on a unix socket under instance/
+(stopped on exit); the schema migrated; the demo seeded once (with a real baseline evaluation per demo
+challenge); one worker node as a child process; Flask's server on 127.0.0.1:${PORT:-5000}.
+"""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_embedded(create_app) -> None:  # type: ignore[no-untyped-def]
+def start_redis(instance: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on instance/redis.sock (no TCP port, no persistence)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("REDIS_URL is not set and redis-server is not installed (apt install redis-server).")
+    workdir = instance / "redis"
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / "redis.sock"
+    sock.unlink(missing_ok=True)
+    proc = subprocess.Popen([binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the embedded redis-server did not start")
+        time.sleep(0.05)
+    return proc, f"unix://{sock}"
+
+
+def _stop(proc: subprocess.Popen[Any] | None, grace: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def run_embedded(create_app: Callable[..., Any]) -> None:
     from hub import demo
     from hub.db import session_scope
     from hub.migrate import upgrade
 
+    instance = Path(os.environ.get("HUB_INSTANCE") or ROOT / "instance")
+    instance.mkdir(parents=True, exist_ok=True)
+    redis_proc = None
+    if not os.environ.get("REDIS_URL"):
+        redis_proc, os.environ["REDIS_URL"] = start_redis(instance)
+        atexit.register(_stop, redis_proc)
     app = create_app()
-    upgrade(app.config["DATABASE_URL"])
-    with session_scope(app.config["DATABASE_URL"]) as session:
-        demo.seed(session)
-    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))
+    url = app.config["DATABASE_URL"]
+    upgrade(url)
+    with session_scope(url) as session:
+        seeded = demo.seed(session)
+    port = int(os.environ.get("PORT", "5000"))
+    print("AI+ Scenario Hub / AI+ 场景开放平台")
+    print(f"  database: {url}")
+    print(f"  redis:    {os.environ['REDIS_URL']}" + (" (embedded)" if redis_proc else ""))
+    print("  demo data loaded" if seeded else "  demo data already present")
+    print(f"  demo accounts (password: {demo.DEMO_PASSWORD}):")
+    for email, role, _org, name in demo.ACCOUNTS:
+        print(f"    {role:9} {email:32} {name}")
+
+    env = {**os.environ, "HUB_INSTANCE": str(instance)}
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker", "--name",
+                               os.environ.get("HUB_NODE_NAME", "embedded-node")], cwd=ROOT, env=env)
+    atexit.register(_stop, worker)
+    print(f"  worker:   one node (pid {worker.pid}); more: flask --app app worker --name NODE")
+    print(f"\n  open http://127.0.0.1:{port}/\n", flush=True)
+    try:
+        app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    finally:
+        _stop(worker)
+        _stop(redis_proc)

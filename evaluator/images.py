@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,9 +238,13 @@ def build_busybox_image(client: Any, script: str, *, workdir: Path, layout: str 
     from evaluator.intake import load_image
 
     parts = busybox_parts(script, **opts)
-    path = write_image_archive(workdir / f"{parts.image_id[7:19]}.tar", [parts], layout=layout)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # A unique name: several processes may build the same script into one folder at once.
+    fd, name = tempfile.mkstemp(prefix=f"{parts.image_id[7:19]}-", suffix=".tar", dir=workdir)
+    os.close(fd)
+    path = write_image_archive(Path(name), [parts], layout=layout)
     try:
-        return load_image(client, path)
+        return load_image(client, path, expected_id=parts.image_id)
     finally:
         path.unlink(missing_ok=True)
 

@@ -407,10 +407,15 @@ _REFERENCE = re.compile(
     rf"^(?P<host>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<path>{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
+_HOSTLESS = re.compile(rf"^{_NAME_COMPONENT}(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$")
+
 
 def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
     """Split `host[:port]/path[:tag][@sha256:…]` into (host, repository, tag, digest); the host is required."""
     match = _REFERENCE.match(reference.strip())
+    if not match and _HOSTLESS.match(reference.strip()):
+        raise ImageRejected("registry_not_allowed",
+                            f"{reference!r} names no registry host (it would come from Docker Hub)")
     if not match:
         raise ImageRejected("bad_reference", f"{reference!r} is not host[:port]/name[:tag][@sha256:digest]")
     host = match["host"].lower()

@@ -27,6 +27,7 @@ from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionS
 from evaluator import dispatch, queues, seams, state
 from evaluator.models import WorkerNode
 from hub.db import session_scope
+from hub.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -453,3 +454,55 @@ def _audit(session: Session, record: Any, actor_id: int | None, action: str, sub
     record(session, actor_id, action, "submission", submission_id, challenge.city_id if challenge else None,
            **detail)
     session.commit()
+
+
+# ---------------------------------------------------------------- the operators' overview
+@dataclass
+class OpsOverview:
+    workers: list[dict[str, Any]]
+    queues: list[dict[str, Any]]
+    running: list[Submission]
+    containers: list[dict[str, Any]]
+    containers_error: str | None
+    failures: list[Submission]
+    redis_ok: bool
+
+
+def ops_overview(session: Session, redis_url: str | None, failures: int = 20) -> OpsOverview:
+    """Workers (live or not), each class's queue, running submissions, this host's sandbox containers and
+    the latest failures, for the operators' page."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from evaluator import sandbox
+
+    live_since = utcnow() - timedelta(seconds=dispatch.dead_after_s())
+    workers = []
+    for node in session.exec(select(WorkerNode).order_by(WorkerNode.name)):
+        workers.append({"node": node, "live": node.heartbeat_at >= live_since,
+                        "devices": len(node.accelerators or [])})
+    conn = queues.connect(redis_url) if redis_url else None
+    redis_ok = conn is not None
+    rows = []
+    for cls, backlog in sorted(dispatch.backlogs(session).items()):
+        in_redis: int | None = None
+        if conn is not None:
+            try:
+                in_redis = queues.queued_count(conn, cls)
+            except RedisError:
+                redis_ok = False
+        rows.append({"accel_class": cls, "waiting": len(backlog.waiting), "dispatched": len(backlog.dispatched),
+                     "running": len(backlog.running), "in_redis": in_redis,
+                     "workers": len(dispatch.live_workers(session, cls))})
+    running = state.unfinished(session, SubmissionStatus.RUNNING)
+    containers: list[dict[str, Any]] = []
+    error = None
+    try:
+        for c in sandbox.list_hub_containers(docker_client()):
+            containers.append({"name": c.name, "status": c.status, "short_id": c.short_id})
+    except Exception as err:  # noqa: BLE001 - the page still shows the rest without Docker
+        error = f"{err.__class__.__name__}: {err}"[:300]
+    recent = list(session.exec(select(Submission).where(Submission.status == SubmissionStatus.FAILED)
+                               .order_by(Submission.finished_at.desc()).limit(failures)))  # type: ignore[union-attr]
+    return OpsOverview(workers, rows, running, containers, error, recent, redis_ok)

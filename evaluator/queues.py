@@ -30,7 +30,7 @@ _CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 @lru_cache(maxsize=8)
 def connect(url: str) -> Redis:
     """One client (and pool) per URL per process; redis-py re-creates its pool after a fork."""
-    return Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    return Redis.from_url(url, health_check_interval=30)
 
 
 def accel_class_of(accelerators: int, accelerator_class: str) -> str:
@@ -64,9 +64,12 @@ def enqueue(conn: Redis, submission_id: int, attempt: int, accel_class: str, tim
 def job_status(conn: Redis, job_id: str) -> str | None:
     """The RQ status of a job ("queued", "started", "failed"…), or None when Redis does not know it."""
     try:
-        return str(Job.fetch(job_id, connection=conn).get_status(refresh=True) or "") or None
+        status = Job.fetch(job_id, connection=conn).get_status(refresh=True)
     except (NoSuchJobError, InvalidJobOperation):
         return None
+    if status is None:
+        return None
+    return str(getattr(status, "value", status))
 
 
 def queued_count(conn: Redis, accel_class: str) -> int:

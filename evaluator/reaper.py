@@ -53,12 +53,14 @@ def _old_enough(at: datetime | None, now: datetime) -> bool:
 
 def give_back(session: Session, sub: Submission, why: str, report: SweepReport) -> None:
     """Hand an attempt's work to a new attempt, or fail it as the platform's fault after too many."""
+    seen = Submission.model_validate(sub.model_dump())  # the version this decision was made on
+    sub = seen
     if sub.attempt >= max_attempts():
         if state.fail(session, sub.id, Outcome.INFRA_ERROR,  # type: ignore[arg-type]
                       f"The platform gave up after {sub.attempt} attempts: {why}", attempt=sub.attempt):
             report.failed.append(sub.id)  # type: ignore[arg-type]
         return
-    if state.requeue(session, sub.id, sub.attempt, infra=True):  # type: ignore[arg-type]
+    if state.requeue(session, sub.id, sub.attempt, infra=True, seen=sub):  # type: ignore[arg-type]
         log.warning("submission %s attempt %s handed back: %s", sub.id, sub.attempt, why)
         report.requeued.append(sub.id)  # type: ignore[arg-type]
 

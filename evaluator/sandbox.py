@@ -71,6 +71,7 @@ class SandboxSpec:
     labels: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     command: list[str] | None = None      # overrides the image CMD (organiser scoring images)
+    entrypoint: list[str] | None = None   # overrides the image ENTRYPOINT (then `command` is its arguments)
     watch_interval_s: float = 0.1
 
 
@@ -162,7 +163,7 @@ def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
         shm_size=f"{spec.shm_size_mb}m",
         oom_score_adj=500,   # under memory pressure the kernel kills a sandbox before the worker
         ipc_mode="private",
-        log_config=LogConfig(type="json-file", config={"max-size": f"{max(spec.log_max_bytes // 1024, 16)}k",
+        log_config=LogConfig(type="json-file", config={"max-size": f"{log_file_bytes(spec) // 1024}k",
                                                        "max-file": "2"}),
         mounts=mounts,
     )
@@ -170,6 +171,12 @@ def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
         kwargs["device_requests"] = [DeviceRequest(device_ids=[str(d) for d in spec.device_ids],
                                                    capabilities=[["gpu"]])]
     return kwargs
+
+
+def log_file_bytes(spec: SandboxSpec) -> int:
+    """json-file max-size: each printed line costs ~70 bytes of JSON on top of its text, so Docker keeps
+    (two files of) several times the cap to leave at least `log_max_bytes` of text for the reader."""
+    return max(4 * spec.log_max_bytes, MIB) // 1024 * 1024
 
 
 def _prepare_output(output_dir: Path) -> None:
@@ -187,19 +194,26 @@ def _api_failure(err: Exception, action: str) -> SandboxInfraError:
     return SandboxInfraError(f"{action}: {err.__class__.__name__}: {err}")
 
 
+_IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _START_FAILURES = re.compile(r"executable file not found|no such file or directory|permission denied|"
                              r"exec format error|not a directory", re.I)
 
 
 def create(client: Any, spec: SandboxSpec) -> Container:
-    """Create (not start) the sandbox container for `spec`; a leftover container of the same name goes first."""
+    """Create (not start) the sandbox container for `spec`; a leftover container of the same name goes first.
+
+    `spec.output_dir` should be empty: it becomes the container's /output.
+    """
+    if not _IMAGE_ID.match(spec.image_id):
+        raise ValueError(f"the sandbox runs images by ID (sha256:…), not {spec.image_id!r}")
     _prepare_output(Path(spec.output_dir))
     host_config = client.api.create_host_config(**host_config_kwargs(spec))
     labels = {LABEL: "1", **{k: str(v) for k, v in spec.labels.items()}}
     for attempt in (1, 2):
         try:
             created = client.api.create_container(
-                image=spec.image_id, command=spec.command, name=spec.name, user=SANDBOX_USER,
+                image=spec.image_id, command=spec.command, entrypoint=spec.entrypoint, name=spec.name,
+                user=SANDBOX_USER,
                 environment=sandbox_env(spec), labels=labels, host_config=host_config, hostname="sandbox",
                 network_disabled=True, stdin_open=False, tty=False)
             return Container(attrs={"Id": created["Id"], "Name": spec.name}, client=client,
@@ -309,14 +323,21 @@ def _quiet_kill(client: Any, container_id: str) -> None:
         pass   # already gone or stopped
 
 
-def _read_log(client: Any, container_id: str, max_bytes: int) -> tuple[bytes, bool]:
-    """The last `max_bytes` of the log that Docker kept, streamed so memory stays at the cap."""
+_JSON_LINE_OVERHEAD = len('{"log":"","stream":"stdout","time":"2006-01-02T15:04:05.999999999Z"}\n')
+
+
+def _read_log(client: Any, container_id: str, max_bytes: int,
+              file_bytes: int | None = None) -> tuple[bytes, bool]:
+    """(the last `max_bytes` of the log Docker kept, whether anything was dropped), streamed: memory stays
+    at the cap. Docker's rotation drops the oldest lines; when the kept JSON (estimated from the text and its
+    line count) reaches one file's `file_bytes`, a rotation happened and the log is flagged truncated."""
     kept = bytearray()
-    total = 0
+    total = lines = 0
     stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=False)
     try:
         for chunk in stream:
             total += len(chunk)
+            lines += chunk.count(b"\n")
             kept += chunk
             if len(kept) > max_bytes:
                 del kept[: len(kept) - max_bytes]
@@ -324,7 +345,8 @@ def _read_log(client: Any, container_id: str, max_bytes: int) -> tuple[bytes, bo
         close = getattr(stream, "close", None)
         if close:
             close()
-    return bytes(kept), total > max_bytes
+    rotated = file_bytes is not None and total + lines * _JSON_LINE_OVERHEAD >= 0.9 * file_bytes
+    return bytes(kept), total > max_bytes or rotated
 
 
 def run(client: Any, spec: SandboxSpec) -> RunResult:
@@ -365,7 +387,7 @@ def run(client: Any, spec: SandboxSpec) -> RunResult:
         result.exit_code = int(status.get("StatusCode", -1))
         try:
             attrs = client.api.inspect_container(cid)
-            result.log, result.log_truncated = _read_log(client, cid, spec.log_max_bytes)
+            result.log, result.log_truncated = _read_log(client, cid, spec.log_max_bytes, log_file_bytes(spec))
         except (docker.errors.APIError, requests.exceptions.RequestException) as err:
             raise _api_failure(err, "reading the finished container") from err
         state = attrs.get("State") or {}

@@ -151,9 +151,12 @@ def run_sandbox(client: Any, *, name: str, image_id: str, input_dir: Path | None
     """One sandboxed container run; returns the sandbox's RunResult (raises SandboxInfraError)."""
     from evaluator import sandbox
 
+    # Devices declared by count in ACCELERATORS ("class:2") get FAKE-… ids: they are leased and metered
+    # like real ones, but there is nothing for Docker to attach.
+    real_devices = [d for d in device_ids if not str(d).startswith("FAKE-")]
     spec = sandbox.SandboxSpec(image_id=image_id, name=name, output_dir=output_dir, input_dir=input_dir,
                                time_limit_s=time_limit_s, memory_mb=memory_mb, cpus=cpus,
-                               device_ids=list(device_ids), log_max_bytes=log_max_bytes,
+                               device_ids=real_devices, log_max_bytes=log_max_bytes,
                                labels=dict(labels or {}))
     return sandbox.run(client, spec)
 

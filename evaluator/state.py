@@ -46,12 +46,15 @@ def parse_container_name(name: str) -> tuple[int, int] | None:
 _NAME_RE = re.compile(r"^hub-sub-(\d+)-a(\d+)(?:-[a-z]+)?$")
 
 
-def _cas(session: Session, where: list[Any], values: dict[str, Any]) -> bool:
+def _cas(session: Session, where: list[Any], values: dict[str, Any], also: Any = None) -> bool:
+    """One guarded UPDATE of a submission (plus `also`, only if it won), committed; True if it won."""
     stmt = (update(Submission).where(*where).values(**values)
             .execution_options(synchronize_session=False))
     result = session.exec(stmt)  # type: ignore[call-overload]
-    session.commit()
     changed = (result.rowcount or 0) == 1
+    if changed and also is not None:
+        session.exec(also)  # type: ignore[call-overload]
+    session.commit()
     if changed:
         session.expire_all()
     return changed
@@ -118,17 +121,16 @@ def finish(session: Session, submission_id: int, attempt: int, result: Result) -
         "counts_against_limit": result.counts_against_limit and result.outcome not in PLATFORM_OUTCOMES,
         "finished_at": utcnow(),
     }
-    ok = _cas(session,
-              [Submission.id == submission_id, Submission.status == SubmissionStatus.RUNNING,
-               Submission.attempt == attempt], values)
-    if ok and result.status == SubmissionStatus.SCORED:
-        sub = get(session, submission_id)
-        # The metric is fixed once the first submission of the challenge has a score.
-        session.exec(update(Challenge)  # type: ignore[call-overload]
-                     .where(Challenge.id == sub.challenge_id, Challenge.metric_locked_at.is_(None))  # type: ignore[union-attr]
-                     .values(metric_locked_at=utcnow()).execution_options(synchronize_session=False))
-        session.commit()
-    return ok
+    where = [Submission.id == submission_id, Submission.status == SubmissionStatus.RUNNING,
+             Submission.attempt == attempt]
+    lock_metric = None
+    if result.status == SubmissionStatus.SCORED:
+        challenge_id = session.exec(select(Submission.challenge_id).where(Submission.id == submission_id)).one()
+        # The metric is fixed once the first submission of the challenge has a score (same transaction).
+        lock_metric = (update(Challenge)
+                       .where(Challenge.id == challenge_id, Challenge.metric_locked_at.is_(None))  # type: ignore[union-attr]
+                       .values(metric_locked_at=utcnow()).execution_options(synchronize_session=False))
+    return _cas(session, where, values, also=lock_metric)
 
 
 def retry_later(session: Session, submission_id: int, attempt: int) -> bool:
@@ -141,20 +143,27 @@ def retry_later(session: Session, submission_id: int, attempt: int) -> bool:
                  "infra_failures": sub.infra_failures + 1})
 
 
-def requeue(session: Session, submission_id: int, attempt: int, *, infra: bool = False) -> bool:
+def requeue(session: Session, submission_id: int, attempt: int, *, infra: bool = False,
+            seen: Submission | None = None) -> bool:
     """running / dispatched (attempt) → waiting: the dispatcher gives it a new attempt and job.
 
-    Used when the worker or the Redis job of this attempt vanished.
+    Used when the worker or the Redis job of this attempt vanished. With `seen` (the row as the caller
+    observed it) the move only happens if the row has not changed since: a job that was retried and
+    claimed again meanwhile is left alone.
     """
     sub = get(session, submission_id)
     values: dict[str, Any] = {"status": SubmissionStatus.QUEUED, "job_id": "", "worker": "", "started_at": None,
                               "container_started_at": None}
     if infra:
         values["infra_failures"] = sub.infra_failures + 1
-    return _cas(session,
-                [Submission.id == submission_id, Submission.attempt == attempt,
-                 Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING])],  # type: ignore[attr-defined]
-                values)
+    where = [Submission.id == submission_id, Submission.attempt == attempt,
+             Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.RUNNING])]  # type: ignore[attr-defined]
+    if seen is not None:
+        where += [Submission.status == seen.status, Submission.job_id == seen.job_id,
+                  Submission.worker == seen.worker]
+        where.append(Submission.started_at.is_(None) if seen.started_at is None  # type: ignore[union-attr]
+                     else Submission.started_at == seen.started_at)
+    return _cas(session, where, values)
 
 
 def fail(session: Session, submission_id: int, outcome: str, reason: str, *, attempt: int | None = None,
@@ -217,4 +226,5 @@ def unfinished(session: Session, status: str | None = None) -> list[Submission]:
                                                             SubmissionStatus.RUNNING]))
     if status:
         stmt = select(Submission).where(Submission.status == status)
-    return list(session.exec(stmt.order_by(Submission.id)))  # type: ignore[attr-defined]
+    return list(session.exec(stmt.order_by(Submission.id)  # type: ignore[attr-defined]
+                             .execution_options(populate_existing=True)))

@@ -52,6 +52,17 @@ INDUSTRY_LABELS: dict[str, str] = {
 }
 
 
+# The Chinese names go into the search text, so that "智慧物流" finds every logistics scenario.
+INDUSTRY_SEARCH_NAMES: dict[str, str] = {
+    Industry.SMART_LOGISTICS: "智慧物流", Industry.SMART_HEALTH: "智慧医疗与健康", Industry.PUBLIC_SERVICES: "公共服务",
+    Industry.SMART_TOURISM: "智慧文旅", Industry.DIGITAL_CULTURE: "数字文创", Industry.SMART_ENERGY: "智慧能源",
+    Industry.SMART_PARK: "智慧园区", Industry.SMART_MANUFACTURING: "智能制造", Industry.SMART_FINANCE: "智能金融",
+    Industry.SMART_CITY: "智慧城市", Industry.SMART_COMMUNITY: "智慧社区", Industry.SMART_TRANSPORT: "智能交通",
+    Industry.MEDICAL_IMAGING: "医学影像", Industry.REMOTE_SENSING: "遥感影像", Industry.SMART_MINING: "智慧矿山",
+    Industry.SMART_VENUES: "智慧场馆",
+}
+
+
 class ScenarioStatus(StrEnum):
     DRAFT = "draft"
     PUBLISHED = "published"

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from hub import audit
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
 from hub.models import Organisation, OrgKind, Role, User, utcnow
-from marketplace.models import (INDUSTRY_LABELS, Application, ApplicationStatus, Industry, Scenario,
+from marketplace.models import (INDUSTRY_LABELS, INDUSTRY_SEARCH_NAMES, Application, ApplicationStatus, Industry, Scenario,
                                 ScenarioEvent, ScenarioStatus)
 
 # Deadlines are calendar dates in the district's time zone, whatever the server's clock says.
@@ -188,7 +188,8 @@ def _check_deadline_open(deadline: date, today: date) -> None:
 
 def search_text_for(scenario: Scenario, city: Organisation | None) -> str:
     parts = [scenario.title, scenario.title_en, scenario.description, scenario.indicators,
-             scenario.expected_outcome, INDUSTRY_LABELS.get(scenario.industry, "")]
+             scenario.expected_outcome, INDUSTRY_LABELS.get(scenario.industry, ""),
+             INDUSTRY_SEARCH_NAMES.get(scenario.industry, "")]
     if city is not None:
         parts += [city.name, city.name_en]
     return normalize_text("\n".join(p for p in parts if p))

@@ -198,8 +198,8 @@ def set_status(scenario_id: int):
     form = StatusForm()
     if not form.validate():
         for errors in form.errors.values():
-            for message in errors:
-                flash(message, "error")
+            for text in errors:
+                flash(text, "error")
         return redirect(url_for("marketplace.detail", scenario_id=scenario_id))
     try:
         scenario = scenarios.change_status(db(), current_user, scenario_id, form.to.data, form.note.data or "")
@@ -296,8 +296,8 @@ def review(application_id: int):
         abort(404)
     if not form.validate():
         for errors in form.errors.values():
-            for message in errors:
-                flash(message, "error")
+            for text in errors:
+                flash(text, "error")
     else:
         try:
             item = apps.review(db(), current_user, application_id, form.decision.data, form.reason.data or "")

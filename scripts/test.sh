@@ -14,7 +14,8 @@
 # - Exit status: non-zero when any run fails, including pytest's 5 ("no tests collected").
 #
 # Knobs: HUB_TEST_DBS="sqlite postgresql" (which runs), HUB_TEST_SKIP_SETUP=1 (no installs, no
-# services: for a quick re-run), TEST_DATABASE_URL (an existing PostgreSQL instead of the local one).
+# services: for a quick re-run), TEST_DATABASE_URL (an existing PostgreSQL instead of the local one),
+# HUB_TEST_RUN_TIMEOUT=1500 (seconds one pytest run may take before it is interrupted).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$HUB_ROOT"
@@ -22,13 +23,17 @@ cd "$HUB_ROOT"
 export HUB_ARTIFACTS="${HUB_ARTIFACTS:-$HUB_ROOT/artifacts}"
 mkdir -p "$HUB_ARTIFACTS"
 dbs="${HUB_TEST_DBS:-sqlite postgresql}"
+run_limit="${HUB_TEST_RUN_TIMEOUT:-1500}"
 
 if [ "${HUB_TEST_SKIP_SETUP:-0}" != 1 ]; then
     set -e
     ensure_apt "${HUB_TEST_PACKAGES[@]}"
     ensure_venv test
     ensure_docker
-    case " $dbs " in *" postgresql "*) ensure_postgres ;; esac
+    # A TEST_DATABASE_URL given from outside names a server someone else runs: leave it be.
+    if [ -z "${TEST_DATABASE_URL:-}" ]; then
+        case " $dbs " in *" postgresql "*) ensure_postgres ;; esac
+    fi
     set +e
 fi
 venv_works || die ".venv is missing: run without HUB_TEST_SKIP_SETUP=1 first"
@@ -57,7 +62,9 @@ for db in $dbs; do
     [ "$db" = postgresql ] && [ "${HUB_PG_BROWSER:-0}" != 1 ] && args+=(-m "not browser")
     say "pytest on $db:$(printf ' %q' "${args[@]}" "$@")"
     started=$SECONDS
-    "$HUB_VENV/bin/python" -m pytest "${args[@]}" "$@"
+    # A hung test must end the run with a traceback, not eat CI's whole time: SIGINT makes pytest
+    # print where it was and its summary; KILL follows if that does not end it.
+    timeout --signal=INT --kill-after=30 "$run_limit" "$HUB_VENV/bin/python" -m pytest "${args[@]}" "$@"
     rc=$?
     took=$((SECONDS - started))
 
@@ -76,6 +83,7 @@ for db in $dbs; do
             else
                 verdict="FAILED: pytest collected no tests (exit 5)"; status=1
             fi ;;
+        124|137) verdict="FAILED: stopped after ${run_limit}s (HUB_TEST_RUN_TIMEOUT)"; status=1 ;;
         *)  verdict="FAILED (pytest exit $rc)"; status=1 ;;
     esac
     summary+=("$(printf '%-10s %4d passed, %d failed, %d skipped in %ds: %s' \

@@ -158,3 +158,111 @@ def ooxml_bytes(kind: str = "word") -> bytes:
         zf.writestr("[Content_Types].xml", "<Types/>")
         zf.writestr(f"{kind}/document.xml", "<doc/>")
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- challenges (added by the challenges work)
+def make_challenge(session: Session, *, gov: User | None = None, metric: str = "rmse", slug: str | None = None,
+                   days_open: int = 30, **fields: Any):  # type: ignore[no-untyped-def]
+    """A draft challenge created through the service by a gov user of the scenario's city (opened a day ago)."""
+    from datetime import timedelta
+
+    from challenges.challenges import create_challenge
+    from hub.models import utcnow
+
+    if gov is None:
+        gov = make_user(session, Role.GOV)
+    city = session.get(Organisation, gov.org_id)
+    scenario = make_scenario(session, city=city, gov=gov)
+    now = utcnow()
+    title = fields.pop("title", "测试挑战")
+    values: dict[str, Any] = dict(opens_at=now - timedelta(days=1), closes_at=now + timedelta(days=days_open),
+                                  id_column="id", prediction_column="value")
+    values.update(fields)
+    return create_challenge(session, gov, scenario_id=scenario.id, slug=slug or f"ch-{next(_seq)}",
+                            title=title, metric=metric, **values)
+
+
+def make_phase(session: Session, challenge, gov: User, *, days: tuple[float, float] = (-1, 10),  # type: ignore[no-untyped-def]
+               split: str = "public", **fields: Any):
+    """A phase from now+days[0] to now+days[1] (in days), through the service."""
+    from datetime import timedelta
+
+    from challenges.phases import create_phase
+    from hub.models import utcnow
+
+    now = utcnow()
+    values: dict[str, Any] = dict(name=f"阶段{next(_seq)}", starts_at=now + timedelta(days=days[0]),
+                                  ends_at=now + timedelta(days=days[1]), split=split, per_day_limit=5,
+                                  total_limit=20, concurrent_limit=2, scores_visible="now")
+    values.update(fields)
+    return create_phase(session, gov, challenge, **values)
+
+
+def make_dataset(session: Session, challenge, gov: User, data_dir, split: str = "public", rows: int = 4,  # type: ignore[no-untyped-def]
+                 sample: bool = False):
+    """A split's inputs and truth uploaded through the service (ids 1…rows)."""
+    from challenges.datasets import write_generated
+
+    ids = range(1, rows + 1)
+    inputs = f"{challenge.id_column},x\n" + "".join(f"{i},{i * 2}\n" for i in ids)
+    truth = f"{challenge.id_column},{challenge.prediction_column}\n" + "".join(f"{i},{i * 1.5}\n" for i in ids)
+    kw: dict[str, Any] = {}
+    if sample:
+        kw = dict(sample_inputs=f"{challenge.id_column},x\ns1,1\n",
+                  sample_truth=f"{challenge.id_column},{challenge.prediction_column}\ns1,0.5\n")
+    return write_generated(session, gov, challenge, split, inputs, truth, str(data_dir), **kw)
+
+
+def make_open_challenge(session: Session, data_dir, *, phases: list[dict[str, Any]] | None = None,  # type: ignore[no-untyped-def]
+                        **fields: Any):
+    """A published challenge with its phases (default: one public phase running now) and their data.
+
+    Returns SimpleNamespace(challenge, gov, phases)."""
+    from types import SimpleNamespace
+
+    from challenges.challenges import change_status
+
+    gov = make_user(session, Role.GOV)
+    challenge = make_challenge(session, gov=gov, **fields)
+    made = [make_phase(session, challenge, gov, **p) for p in (phases or [{}])]
+    for split in dict.fromkeys(p.split for p in made):
+        make_dataset(session, challenge, gov, data_dir, split=split)
+    change_status(session, gov, challenge, "publish")
+    return SimpleNamespace(challenge=challenge, gov=gov, phases=made)
+
+
+def make_approved_team(session: Session, challenge, gov: User, *, members: int = 1, name: str | None = None):  # type: ignore[no-untyped-def]
+    """A team formed, registered and approved through the services. Returns SimpleNamespace(team, users)."""
+    from types import SimpleNamespace
+
+    from challenges import registration, teams
+
+    users = [make_user(session, Role.TEAM) for _ in range(members)]
+    team = teams.create_team(session, users[0], challenge, name or f"队伍{next(_seq)}")
+    for user in users[1:]:
+        teams.request_join(session, user, team.invite_token)
+        teams.approve_member(session, users[0], team, user.id)
+    reg = registration.submit(session, users[0], team, tech_route="时间序列特征 + 梯度提升树",
+                              indicator_plan="各项指标逐项验证，误差低于要求")
+    registration.review(session, gov, reg, approve=True)
+    return SimpleNamespace(team=team, users=users)
+
+
+def make_scored_submission(session: Session, team, phase, score: float, *, at=None,  # type: ignore[no-untyped-def]
+                           scores: dict[str, float] | None = None, status: str = "scored",
+                           outcome: str | None = "scored", **fields: Any):
+    """A submission row as the evaluator leaves it (scored by default) at time `at`."""
+    from challenges.models import Submission
+    from hub.models import utcnow
+
+    at = at or utcnow()
+    member = fields.pop("submitted_by", None) or team.captain_id
+    sub = Submission(challenge_id=team.challenge_id, phase_id=phase.id, team_id=team.id, submitted_by=member,
+                     created_at=at, queued_at=at, finished_at=at if status in ("scored", "failed") else None,
+                     image_ref="team/model:1", image_id="sha256:" + "ab" * 32, status=status, outcome=outcome,
+                     primary_score=score if status == "scored" else None,
+                     scores=scores if scores is not None else ({} if status != "scored" else {"rmse": score}),
+                     **fields)
+    session.add(sub)
+    session.commit()
+    return sub

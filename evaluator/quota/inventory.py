@@ -152,3 +152,10 @@ def capacity(session: Session, accel_class: str) -> int:
     """Active devices of a class across all nodes."""
     return len(session.exec(select(Device.id).where(Device.accel_class == accel_class,
                                                     Device.active == True)).all())  # noqa: E712
+
+
+def report_node(session: Session, env: Mapping[str, str] | None = None) -> list[dict]:
+    """A worker's start-up and heartbeat: register what this node has under its name."""
+    found = node_inventory(env)
+    register_node(session, node_name(env), found)
+    return found

@@ -54,20 +54,28 @@ def pool_room(session: Session, challenge_id: int, accel_class: str, now: dateti
 
 
 def _expire(session: Session, now: datetime, accel_class: str | None = None) -> int:
-    q = select(Lease).where(Lease.released_at == None, Lease.expires_at < now)  # noqa: E711
+    q = select(Lease.id).where(Lease.released_at == None, Lease.expires_at < now)  # noqa: E711
     if accel_class is not None:
         q = q.where(Lease.accel_class == accel_class)
-    stale = list(session.exec(q))
-    for lease in stale:
-        _end(session, lease, now, "expired")
-    return len(stale)
+    return sum(_end(session, lease_id, now, "expired") for lease_id in session.exec(q).all())
 
 
-def _end(session: Session, lease: Lease, now: datetime, reason: str) -> None:
-    session.exec(update(Device).where(Device.lease_id == lease.id).values(lease_id=None))  # type: ignore[call-overload]
-    lease.released_at = now
-    lease.end_reason = reason
-    session.add(lease)
+def _end(session: Session, lease_id: int, now: datetime, reason: str) -> bool:
+    """End a lease once (a conditional UPDATE, so release and expiry may race harmlessly)."""
+    ended = session.exec(update(Lease).where(Lease.id == lease_id, Lease.released_at == None)  # type: ignore[call-overload]  # noqa: E711
+                         .values(released_at=now, end_reason=reason))
+    if ended.rowcount != 1:
+        return False
+    session.exec(update(Device).where(Device.lease_id == lease_id).values(lease_id=None))  # type: ignore[call-overload]
+    return True
+
+
+def _claimable(session: Session, accel_class: str, node: str, now: datetime) -> int:
+    """Devices on the node that are free or held by an expired lease (a lock-free first look)."""
+    stale = select(Lease.id).where(Lease.released_at == None, Lease.expires_at < now)  # noqa: E711
+    return int(session.exec(select(func.count(Device.id)).where(
+        Device.accel_class == accel_class, Device.node == node, Device.active == True,  # noqa: E712
+        (Device.lease_id == None) | col(Device.lease_id).in_(stale))).one())  # noqa: E711
 
 
 def acquire(session: Session, *, submission_id: int, attempt: int, challenge_id: int, accel_class: str,
@@ -83,8 +91,12 @@ def acquire(session: Session, *, submission_id: int, attempt: int, challenge_id:
     existing = _lease_of(session, submission_id, attempt)
     if existing is not None:
         return existing if existing.released_at is None else None
-    now = utcnow()
+    if count and _claimable(session, accel_class, node, utcnow()) < count:
+        # Nothing to win: answer without queueing on the class lock (waiting workers poll often).
+        session.rollback()
+        return None
     lock(session, f"class:{accel_class}")
+    now = utcnow()
     _expire(session, now, accel_class)
     lease = Lease(submission_id=submission_id, attempt=attempt, challenge_id=challenge_id, accel_class=accel_class,
                   node=node, count=count, acquired_at=now, heartbeat_at=now, expires_at=now + ttl)
@@ -117,6 +129,9 @@ def acquire(session: Session, *, submission_id: int, attempt: int, challenge_id:
         session.rollback()
         return None
     lease.device_ids = claimed
+    # Stamped once the devices are ours, so a lease's recorded span never overlaps the previous holder's.
+    lease.acquired_at = lease.heartbeat_at = utcnow()
+    lease.expires_at = lease.acquired_at + ttl
     session.add(lease)
     session.commit()
     return lease
@@ -137,14 +152,11 @@ def heartbeat(session: Session, lease_id: int, ttl_s: float) -> bool:
 
 
 def release(session: Session, lease_id: int) -> None:
-    """Give the lease's devices back; releasing an ended lease does nothing."""
-    lease = session.get(Lease, lease_id)
-    if lease is None or lease.released_at is not None:
-        return
-    lock(session, f"class:{lease.accel_class}")
-    session.refresh(lease)
-    if lease.released_at is None:
-        _end(session, lease, utcnow(), "released")
+    """Give the lease's devices back; releasing an ended lease does nothing.
+
+    No class lock: giving devices back can never over-commit a pool.
+    """
+    _end(session, lease_id, utcnow(), "released")
     session.commit()
 
 

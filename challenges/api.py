@@ -1,0 +1,96 @@
+"""JSON API (/api/v1): challenges, leaderboards and submissions, under the same visibility rules as the pages."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask_babel import gettext
+from flask_login import current_user
+
+from challenges import challenges, datasets, leaderboard, outcomes, phases, submissions
+from challenges.models import Challenge, Phase, Team
+from hub.web import db, json_error, login_required
+
+api = Blueprint("challenges_api", __name__, url_prefix="/api/v1")
+
+
+def _viewer():  # type: ignore[no-untyped-def]
+    return current_user if current_user.is_authenticated else None
+
+
+def _iso(value):  # type: ignore[no-untyped-def]
+    return value.isoformat() if value else None
+
+
+def _phase_dict(p: Phase) -> dict[str, Any]:
+    return {"id": p.id, "position": p.position, "name": p.name, "name_en": p.name_en, "starts_at": _iso(p.starts_at),
+            "ends_at": _iso(p.ends_at), "split": p.split, "per_day_limit": p.per_day_limit,
+            "total_limit": p.total_limit, "concurrent_limit": p.concurrent_limit, "scores_visible": p.scores_visible,
+            "freeze_at": _iso(p.freeze_at), "revealed_at": _iso(p.revealed_at), "cut_bar": p.cut_bar}
+
+
+def _summary(c: Challenge) -> dict[str, Any]:
+    return {"slug": c.slug, "title": c.title, "title_en": c.title_en, "status": c.status, "city_id": c.city_id,
+            "scenario_id": c.scenario_id, "opens_at": _iso(c.opens_at), "closes_at": _iso(c.closes_at),
+            "metric": c.metric, "prize": c.prize}
+
+
+@api.get("/challenges")
+def list_challenges():
+    return jsonify({"challenges": [_summary(c) for c in challenges.visible_challenges(db(), _viewer())]})
+
+
+@api.get("/challenges/<slug>")
+def get_challenge(slug: str):
+    session = db()
+    c = challenges.get_by_slug(session, slug)
+    challenges.require_visible(_viewer(), c)
+    body = _summary(c)
+    body.update({
+        "description": c.description, "rules": c.rules, "funding_yuan": c.funding_yuan,
+        "contract": {"input_format": c.input_format, "output_format": c.output_format, "id_column": c.id_column,
+                     "prediction_column": c.prediction_column, "output_file": c.output_file, "metric": c.metric,
+                     "direction": leaderboard.REGISTRY[c.metric].direction, "extra_metrics": c.extra_metrics,
+                     "time_limit_s": c.time_limit_s, "memory_mb": c.memory_mb, "cpus": c.cpus,
+                     "accelerators": c.accelerators, "accelerator_class": c.accelerator_class,
+                     "locked_at": _iso(challenges.locked_since(session, c))},
+        "leaderboard_mode": c.leaderboard_mode, "max_team_size": c.max_team_size,
+        "phases": [_phase_dict(p) for p in challenges.phases_of(session, c.id)],
+        # Only what anyone may download: the public samples (never a truth path).
+        "samples": [{"split": d.split, "sha256": d.sample_sha256,
+                     "url": f"/challenges/{c.slug}/samples/{d.split}.zip"}
+                    for d in datasets.of_challenge(session, c.id) if d.sample_dir],
+        "winner_team_id": c.winner_team_id, "announced_at": _iso(c.announced_at),
+    })
+    return jsonify(body)
+
+
+@api.get("/challenges/<slug>/leaderboard")
+def get_leaderboard(slug: str):
+    session = db()
+    c = challenges.get_by_slug(session, slug)
+    challenges.require_visible(_viewer(), c)
+    phase_id = request.args.get("phase", type=int)
+    phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c)
+    if phase is None:
+        return json_error(404, "not_found", gettext("No such phase."))
+    board = leaderboard.build(session, phase.id, viewer=_viewer())
+    return jsonify({
+        "challenge": c.slug, "phase": _phase_dict(phase), "mode": board.mode, "direction": board.direction,
+        "metrics": [m.key for m in board.metrics], "hidden": board.hidden, "frozen": board.frozen,
+        "private_view": board.private_view,
+        "rows": [{"rank": r.rank, "team": r.team_name, "team_id": r.team_id, "baseline": r.baseline,
+                  "score": r.primary_score, "scores": r.scores, "submission_id": r.submission_id,
+                  "submitted_at": _iso(r.submitted_at), "own": r.own, "after_freeze": r.after_freeze}
+                 for r in board.rows],
+    })
+
+
+@api.get("/submissions/<int:submission_id>")
+@login_required
+def get_submission(submission_id: int):
+    session = db()
+    sub, phase, challenge = submissions.get_for_viewer(session, submission_id, current_user)
+    shown = submissions.scores_shown(session, current_user, sub, phase, challenge)
+    text = gettext(outcomes.describe_submission(sub.status, sub.outcome))
+    return jsonify(submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text))
