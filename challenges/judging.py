@@ -156,8 +156,8 @@ def disqualify_team(session: Session, actor: User, challenge: Challenge, team_id
     team = _team_of(session, challenge, team_id)
     _require_not_published(challenge)
     reason = (reason or "").strip()
-    if not 5 <= len(reason) <= 1000:
-        raise DomainError(N_("Give the reason for the disqualification (5 to 1000 characters)."), field="reason")
+    if not 2 <= len(reason) <= 1000:
+        raise DomainError(N_("Give the reason for the disqualification (2 to 1000 characters)."), field="reason")
     if team.status == TeamStatus.DISQUALIFIED:
         raise Conflict(N_("This team is already disqualified."))
     if access.is_panel_judge(session, actor, challenge) and is_conflicted(session, actor, challenge, team.id):
@@ -181,8 +181,8 @@ def disqualify_submission(session: Session, actor: User, sub: Submission, reason
     if access.is_panel_judge(session, actor, challenge) and is_conflicted(session, actor, challenge, sub.team_id):
         raise Forbidden(N_("You declared a conflict of interest with this team and cannot judge it."))
     reason = (reason or "").strip()
-    if not 5 <= len(reason) <= 1000:
-        raise DomainError(N_("Give the reason for the disqualification (5 to 1000 characters)."), field="reason")
+    if not 2 <= len(reason) <= 1000:
+        raise DomainError(N_("Give the reason for the disqualification (2 to 1000 characters)."), field="reason")
     if sub.disqualified:
         raise Conflict(N_("This submission is already disqualified."))
     sub.disqualified, sub.dq_reason = True, reason
@@ -283,8 +283,8 @@ def lodge_objection(session: Session, actor: User, challenge: Challenge, text: s
     if not notice_open(challenge, now):
         raise DomainError(N_("Objections are lodged during the notice period only."))
     text = (text or "").strip()
-    if not 10 <= len(text) <= 5000:
-        raise DomainError(N_("Write the objection in 10 to 5000 characters."), field="text")
+    if not 5 <= len(text) <= 5000:
+        raise DomainError(N_("Write the objection in 5 to 5000 characters."), field="text")
     row = Objection(challenge_id=challenge.id, lodged_by=actor.id, text=text)
     session.add(row)
     session.flush()
@@ -300,8 +300,8 @@ def answer_objection(session: Session, actor: User, challenge: Challenge, object
     if row is None or row.challenge_id != challenge.id:
         raise NotFound(N_("No such objection."))
     answer = (answer or "").strip()
-    if not 5 <= len(answer) <= 5000:
-        raise DomainError(N_("Write the answer in 5 to 5000 characters."), field="answer")
+    if not 2 <= len(answer) <= 5000:
+        raise DomainError(N_("Write the answer in 2 to 5000 characters."), field="answer")
     if challenge.status != ChallengeStatus.FINAL_REVIEW:
         raise DomainError(N_("The winner is already announced."))
     row.answer, row.answered_by, row.answered_at = answer, actor.id, utcnow()

@@ -20,7 +20,7 @@ from challenges.forms import (AnswerForm, ChallengeForm, ConflictForm, DatasetFo
 from challenges.models import Challenge, Phase, Team, TeamMember
 from evaluator.metrics import REGISTRY
 from hub import audit
-from hub.errors import DomainError, NotFound
+from hub.errors import N_, DomainError, NotFound
 from hub.forms import EmptyForm
 from hub.models import Organisation, OrgKind, Role, User
 from hub.web import db, flash_error, login_required, role_required, translate_error
@@ -99,8 +99,12 @@ def _helpers() -> dict[str, Any]:
             "challenge_status_label": lambda s: gettext(STATUS_LABELS.get(s, s))}
 
 
-STATUS_LABELS = {"draft": "Draft", "open": "Open", "frozen": "Submissions closed", "final_review": "Final review",
-                 "awarded": "Awarded", "archived": "Archived"}
+STATUS_LABELS = {"draft": N_("Draft"), "open": N_("Open"), "frozen": N_("Submissions closed"),
+                 "final_review": N_("Final review"), "awarded": N_("Awarded"), "archived": N_("Archived")}
+# Words the templates translate from the data: team, membership, registration and submission states.
+DYNAMIC_WORDS = (N_("forming"), N_("applied"), N_("approved"), N_("rejected"), N_("cut"), N_("disqualified"),
+                 N_("pending"), N_("invited"), N_("active"), N_("captain"), N_("member"), N_("queued"),
+                 N_("running"), N_("scored"), N_("failed"), N_("cancelled"))
 
 
 # ---------------------------------------------------------------- challenges

@@ -119,6 +119,12 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
     lease = None
     try:
         if challenge.accelerators > 0:
+            most = _largest_node(session, accel_class)
+            if challenge.accelerators > most:
+                state.fail(session, submission_id, Outcome.INFRA_ERROR,
+                           f"No worker node has {challenge.accelerators} devices of class {accel_class} "
+                           f"(the largest has {most}).", attempt=attempt)
+                return Outcome.INFRA_ERROR
             lease = seams.acquire_lease(session, submission_id=submission_id, attempt=attempt,
                                         challenge_id=challenge.id, accel_class=accel_class,  # type: ignore[arg-type]
                                         count=challenge.accelerators, node=rt.node, ttl_s=LEASE_TTL_S)
@@ -137,6 +143,13 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
     finally:
         if lease is not None:
             seams.release_lease(session, lease.id)
+
+
+def _largest_node(session: Session, accel_class: str) -> int:
+    """The most devices of a class that one live node has."""
+    nodes = dispatch.live_workers(session, accel_class)
+    return max((sum(1 for d in (n.accelerators or []) if d.get("accel_class") == accel_class) for n in nodes),
+               default=0)
 
 
 def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:

@@ -47,9 +47,13 @@ def select_locale() -> str:
         return session["lang"]
     if getattr(current_user, "is_authenticated", False) and getattr(current_user, "locale", None) in langs:
         return current_user.locale
-    # Chinese first: the Accept-Language header only switches to English when it asks for it first.
-    best = request.accept_languages.best_match(["zh", "zh_CN", "zh-CN", "en"])
-    return "en" if best == "en" else "zh_CN"
+    # Chinese first: pages ignore the browser's Accept-Language (the district's shared machines often
+    # say en-US); the switch in the menu decides. API clients state their language explicitly.
+    if request.path.startswith("/api/"):
+        best = request.accept_languages.best_match(["zh", "zh-CN", "zh_CN", "en"])
+        if best == "en":
+            return "en"
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def init_i18n(app: Flask) -> Babel:

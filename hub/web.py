@@ -36,9 +36,9 @@ NAV: list[tuple[str, str, set[str] | None]] = [
     ("marketplace.my_applications", N_("My applications"), {"team", "gov"}),
     ("challenges.my_teams", N_("My teams"), {"team"}),
     ("challenges.judge_home", N_("Judging"), {"judge"}),
-    ("evaluator.usage", N_("Compute usage"), {"team"}),
+    ("quota.usage", N_("Compute usage"), {"team"}),
     ("evaluator.ops", N_("Operations"), {"operator", "admin"}),
-    ("evaluator.vouchers_admin", N_("Vouchers"), {"operator", "admin"}),
+    ("quota.vouchers_admin", N_("Vouchers"), {"operator", "admin"}),
     ("challenges.audit", N_("Audit log"), {"gov", "admin"}),
 ]
 

@@ -19,6 +19,13 @@ def test_nvidia_smi_lines_give_devices_by_uuid_and_class():
     assert class_from_name("NVIDIA H100 80GB HBM3") == "nvidia-h100"
 
 
+def test_output_captured_from_a_real_h200_node():
+    # Verbatim from `nvidia-smi --query-gpu=uuid,name,index --format=csv,noheader` on an H200 worker.
+    found = parse_nvidia_smi("GPU-b83343f0-ddfa-f18f-c57a-6148685663c8, NVIDIA H200, 0\n")
+    assert found == [{"uuid": "GPU-b83343f0-ddfa-f18f-c57a-6148685663c8", "accel_class": "nvidia-h200",
+                      "index": 0, "name": "NVIDIA H200", "source": "nvidia-smi"}]
+
+
 def test_configured_devices_by_id():
     env = {"NVIDIA_SMI": "", "ACCELERATORS": "GPU-aaaa:nvidia-a100, GPU-bbbb:nvidia-a100", "HUB_NODE_NAME": "n1"}
     found = node_inventory(env)
