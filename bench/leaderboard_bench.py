@@ -100,19 +100,24 @@ def measure(url: str, label: str) -> None:
         challenge = s.get(Challenge, phase.challenge_id)  # noqa: F841 - kept alive on purpose
         board = leaderboard.build(s, phase_id, viewer=None)
         statements.clear()
-        timings = {"anonymous": [], "team member": []}
+        timings: dict[str, list[float]] = {"anonymous": [], "team member": []}
+        cpu: dict[str, list[float]] = {"anonymous": [], "team member": []}
         for who, v in (("anonymous", None), ("team member", viewer)):
             for _ in range(BUILDS):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 board = leaderboard.build(s, phase_id, viewer=v)
                 timings[who].append((time.perf_counter() - t0) * 1000)
+                cpu[who].append((time.process_time() - c0) * 1000)
         per_build = len(statements) / (2 * BUILDS)
     print(f"{label}: {len(board.rows) - 1} teams ranked from {SUBMISSIONS} submissions; "
           f"{per_build:.0f} SQL statement(s) per build")
     for who, ts in timings.items():
         med, p95 = statistics.median(ts), sorted(ts)[int(0.95 * len(ts)) - 1]
         verdict = "ok" if med <= TARGET_MS else "MISSED"
-        print(f"  {who:12s} median {med:6.2f} ms  p95 {p95:6.2f} ms  (target ≤ {TARGET_MS:.0f} ms: {verdict})")
+        # On a shared machine the wall clock includes waiting for a core; this process's CPU time does not
+        # (for PostgreSQL it leaves out the server's own work).
+        print(f"  {who:12s} median {med:6.2f} ms  p95 {p95:6.2f} ms  (target ≤ {TARGET_MS:.0f} ms: {verdict});"
+              f"  client CPU median {statistics.median(cpu[who]):6.2f} ms")
 
 
 def main() -> int:

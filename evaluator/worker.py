@@ -19,6 +19,7 @@ import socket
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.job import Job
 from rq.queue import Queue
@@ -32,6 +33,7 @@ from hub.models import utcnow
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
+RESTART_DELAY_S = 1.0
 
 
 class NodeWorker(Worker):
@@ -132,12 +134,24 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     os.environ["HUB_NODE_NAME"] = node
     devices = resolve_inventory(node, accelerators)
     classes = resolve_classes(queue_spec, devices)
+    allow = config.get("REGISTRY_ALLOWLIST") or ""
     jobs.configure(jobs.Runtime(database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
-                                data_dir=config["DATA_DIR"], node=node))
+                                data_dir=config["DATA_DIR"], node=node,
+                                max_image_bytes=int(config.get("MAX_IMAGE_BYTES", 2 << 30)),
+                                registry_allowlist=tuple(h.strip() for h in str(allow).split(",") if h.strip())))
     register(config["DATABASE_URL"], node, classes, devices)
-    worker = NodeWorker([queues.queue_name(c) for c in classes], node=node, classes=classes, devices=devices,
-                        database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
-                        reaper_interval=reaper_interval)
-    worker.node_tick(force=True)
     log.info("node %s: queues %s, devices %s", node, classes, [d["uuid"] for d in devices])
-    return worker.work(burst=burst, logging_level=logging_level)
+    while True:
+        worker = NodeWorker([queues.queue_name(c) for c in classes], node=node, classes=classes, devices=devices,
+                            database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
+                            reaper_interval=reaper_interval)
+        try:
+            worker.node_tick(force=True)
+            worked = worker.work(burst=burst, logging_level=logging_level)
+        except RedisError:
+            worked = False
+        if burst or worker._stop_requested:
+            return worked
+        # RQ leaves its loop when Redis goes away; the node waits for it to come back instead of dying.
+        log.warning("node %s: lost Redis; starting again in %s s", node, RESTART_DELAY_S)
+        time.sleep(RESTART_DELAY_S)

@@ -140,3 +140,41 @@ def test_demo_seed_gives_full_boards_and_an_announced_winner(app, session, app_c
     final = client.get(f"/api/v1/challenges/{CARGO_SLUG}").get_json()["phases"][-1]
     assert client.get(f"/api/v1/challenges/{CARGO_SLUG}/leaderboard?phase={final['id']}").get_json()["rows"]
     assert set(BASELINES) == {CARGO_SLUG, PV_SLUG} and all("/output/predictions.csv" in s for s in BASELINES.values())
+
+
+def test_every_challenge_page_renders_for_the_demo_users(app, session):
+    """A crawl of the pages each demo role reaches (phone-width CSS is static; this checks the templates)."""
+    from challenges.demo import CARGO_SLUG, PV_SLUG
+    from challenges.models import Submission
+    from hub import demo
+    from hub.models import User
+
+    with app.app_context():
+        demo.seed(session)
+    users = {u.email: u for u in session.exec(select(User))}
+    sub = session.exec(select(Submission).where(Submission.challenge_id == 2)).first()
+    team = session.get(Team, sub.team_id)
+    captain = session.get(User, team.captain_id)
+    phase = session.exec(select(Phase).where(Phase.challenge_id == 1)).first()
+    pages = {
+        None: ["/challenges", f"/challenges/{CARGO_SLUG}", f"/challenges/{CARGO_SLUG}/leaderboard",
+               f"/challenges/{CARGO_SLUG}/notice", f"/challenges/{PV_SLUG}/leaderboard.svg",
+               f"/challenges/{CARGO_SLUG}/samples/public.zip"],
+        "gov.konggang@hub.example": [f"/challenges/{CARGO_SLUG}/edit", f"/challenges/{CARGO_SLUG}/datasets",
+                                     f"/challenges/{CARGO_SLUG}/registrations", f"/challenges/{CARGO_SLUG}/judges",
+                                     f"/challenges/{CARGO_SLUG}/review", f"/challenges/{CARGO_SLUG}/phases/{phase.id}/edit",
+                                     "/audit", "/challenges/new"],
+        "judge.lab@hub.example": ["/judging", f"/challenges/{CARGO_SLUG}/review", f"/challenges/{PV_SLUG}/review"],
+        captain.email: ["/my/teams", f"/teams/{team.id}", f"/challenges/{PV_SLUG}/submissions/mine",
+                        f"/submissions/{sub.id}", f"/challenges/{PV_SLUG}", f"/teams/{team.id}/registration"],
+        "admin@hub.example": ["/audit", f"/challenges/{CARGO_SLUG}/registrations"],
+    }
+    for email, paths in pages.items():
+        client = app.test_client()
+        if email:
+            login(client, users[email], password=demo.DEMO_PASSWORD)
+        for path in paths:
+            resp = client.get(path)
+            assert resp.status_code == 200, (email, path, resp.status_code)
+            if resp.mimetype == "text/html":
+                assert "style=" not in resp.get_data(as_text=True).split("<main")[1], path  # CSP: no inline styles

@@ -105,3 +105,31 @@ def screenshot(artifacts_dir: Path, request: pytest.FixtureRequest) -> Callable[
         return path
 
     return take
+
+
+# ---------------------------------------------------------------- added for the whole journey (issue 6)
+# The evaluator's offline image builders, for journeys that submit a real image from the page.
+from tests.evaluator.conftest import busybox_binary, busybox_image, docker_tar  # noqa: E402,F401
+
+
+class ScreenshotSeries:
+    """Ordered full-page screenshots in one folder: 01-<name>.png, 02-<name>.png … (older ones removed first)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
+            old.unlink()
+        self.taken: list[Path] = []
+
+    def __call__(self, pg: Any, name: str) -> Path:
+        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
+        pg.screenshot(path=str(path), full_page=True)
+        self.taken.append(path)
+        return path
+
+
+@pytest.fixture
+def screenshot_series(artifacts_dir: Path) -> Callable[[str], ScreenshotSeries]:
+    """`screenshot_series("journey")`: ordered screenshots under artifacts_dir/screenshots/journey."""
+    return lambda name: ScreenshotSeries(artifacts_dir / "screenshots" / name)

@@ -1,0 +1,190 @@
+"""Hostile images through the real pipeline: Submission row → RQ → a real worker node → sandbox → scoring.
+
+One worker node serves the whole module (starting one per test would cost seconds each). For every
+attack: the run ends with its typed outcome, the node is still alive, no container of the submission is
+left, the truth's marker never shows in what the team can read, and a normal submission right after it
+scores exactly. The attacks themselves are in tests/evaluator/hostile.py (bench/hostile_table.py prints
+the ceilings they reach).
+"""
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import docker.errors
+import pytest
+from sqlmodel import Session, select
+
+from challenges.models import Submission
+from evaluator import intake, sandbox, state, submit
+from evaluator.models import WorkerNode
+from tests.evaluator import hostile
+from tests.evaluator.pipeline import Nodes, ended, pipeline_env, tagged, wait_for
+from tests.factories import make_eval_setup
+
+pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow]
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def hostile_env(db_url: str, redis_url: str, docker_client: Any,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """One worker node for the module, the platform's ports as listeners, and where its data lives."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()   # jobs left by an earlier module would reuse our ids
+    root = tmp_path_factory.mktemp("hostile")
+    listeners = hostile.Listeners()
+    nodes = Nodes(pipeline_env(db_url, redis_url, root), root)
+    node = nodes.start("hostile-node", reaper_interval=0.5)
+    try:
+        yield SimpleNamespace(node=node, nodes=nodes, listeners=listeners, data_dir=root / "data",
+                              redis_socket=redis_url.removeprefix("unix://"), hosts=hostile.host_addresses(docker_client))
+    finally:
+        nodes.stop_all()
+        listeners.close()
+
+
+@pytest.fixture
+def env(hostile_env: SimpleNamespace, session: Session) -> SimpleNamespace:
+    # Each test's clean-up wipes the tables, the node's row too; its next heartbeat (≤ 2 s) writes it back.
+    assert hostile_env.node.proc.poll() is None, hostile_env.nodes.logs()
+    wait_for(lambda: session.exec(select(WorkerNode).where(WorkerNode.name == "hostile-node")
+                                  .execution_options(populate_existing=True)).first(), 15, what="the node's heartbeat")
+    return hostile_env
+
+
+def queue_image(session: Session, setup: Any, image_id: str, redis_url: str) -> Submission:
+    return submit.submit_image_id(session, slug=setup.challenge.slug, user=setup.users[0], image_id=image_id,
+                                  image_ref="hostile", redis_url=redis_url)
+
+
+def containers_of(client: Any, submission_id: int) -> list[str]:
+    """The sandbox containers (by the hub.sandbox label) that belong to one submission."""
+    return [c.name for c in sandbox.list_hub_containers(client) if c.name.startswith(f"hub-sub-{submission_id}-a")]
+
+
+def assert_node_still_scores(session: Session, setup: Any, env: SimpleNamespace, image_id: str, redis_url: str) -> None:
+    """The node is alive and a normal submission after the attack scores exactly (accuracy 1.0)."""
+    assert env.node.proc.poll() is None, env.nodes.logs()
+    sub = queue_image(session, setup, image_id, redis_url)
+    done = wait_for(lambda: ended(session, sub.id), 60, what="the normal submission after the attack")
+    assert (done.status, done.primary_score, done.worker) == ("scored", 1.0, env.node.name), \
+        (done.reason, env.nodes.logs())
+
+
+@pytest.mark.parametrize("attack", hostile.RUN_ATTACKS, ids=lambda a: a.name)
+def test_hostile_image_is_contained(attack: hostile.Attack, env, session, redis_url, docker_client, busybox_image,
+                                    tmp_path):
+    setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH, time_limit_s=attack.time_limit_s,
+                            memory_mb=attack.memory_mb)
+    dataset_dir = Path(setup.dataset.truth_path).parent
+    ctx = hostile.Context(truth_path=Path(setup.dataset.truth_path), input_dir=Path(setup.dataset.inputs_dir),
+                          redis_socket=env.redis_socket, ports=env.listeners.ports, hosts=env.hosts)
+    script = "#!/bin/sh\n" + attack.script(ctx)
+    assert hostile.MARKER not in script
+    image = tagged(docker_client, busybox_image(script, **attack.image_opts))
+
+    sub = queue_image(session, setup, image, redis_url)
+    done = wait_for(lambda: ended(session, sub.id), attack.time_limit_s + 60, what=attack.name)
+
+    want_status = "scored" if attack.outcome == "scored" else "failed"
+    assert (done.status, done.outcome) == (want_status, attack.outcome), (done.reason, done.log_excerpt[-2000:],
+                                                                          env.nodes.logs())
+    if want_status == "failed":
+        assert done.reason and done.primary_score is None
+    else:
+        assert done.primary_score == 1.0
+    assert done.counts_against_limit           # the team's own doing, never the platform's
+    assert hostile.MARKER not in done.log_excerpt and hostile.MARKER not in done.reason
+    assert hostile.LEAK not in done.log_excerpt, done.log_excerpt
+    wait_for(lambda: not containers_of(docker_client, sub.id), 15, what="the container to be removed")
+    assert sorted(p.name for p in dataset_dir.iterdir()) == ["inputs", "truth.csv"]
+    assert sorted(p.name for p in Path(setup.dataset.inputs_dir).iterdir()) == ["ids.txt"]
+
+    log = done.log_excerpt
+    if attack.name in ("fork_bomb", "never_exits"):
+        assert f"time limit of {attack.time_limit_s} s" in done.reason
+        assert done.runtime_s is not None and done.runtime_s < attack.time_limit_s + 5
+    elif attack.name in ("memory_bomb", "tmp_fill"):
+        assert f"{attack.memory_mb} MiB" in done.reason
+    elif attack.name in ("output_fill", "oversized_prediction"):
+        assert "size limit" in done.reason
+    elif attack.name == "log_flood":
+        # 1 GiB printed; what the submission keeps is capped (head and tail of the capped log).
+        assert 0 < len(log) <= state.LOG_EXCERPT_CHARS
+        assert set(log) <= set("x\n…[] logtruncated")
+    elif attack.name == "network":
+        assert env.listeners.accepted == []
+        assert log.split()[-1] == "lo"          # the only interface
+    elif attack.name == "truth_read":
+        assert "No such file or directory" in log
+    elif attack.name == "write_outside":
+        assert log.count("Read-only file system") >= 5
+    elif attack.name == "setuid":
+        assert re.search(r"Uid:\s+65534\s+65534", log) and re.search(r"NoNewPrivs:\s+1", log), log
+        assert "-rwsr-xr-x" in log               # the bit was there; no-new-privileges made it inert
+    elif attack.name == "env_grab":
+        lines = log.splitlines()
+        assert "NVIDIA_VISIBLE_DEVICES=void" in lines and "LD_PRELOAD=" in lines and "CUDA_VISIBLE_DEVICES=" in lines
+    elif attack.name == "exits_early":
+        assert "predictions.csv" in done.reason and "bye" in log
+
+    assert_node_still_scores(session, setup, env, busybox_image("#!/bin/sh\n" + hostile.MODEL), redis_url)
+
+
+def archive_image_id(path: Path) -> str | None:
+    """The image ID a (possibly damaged) docker-layout archive would load as: its config's digest."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if re.fullmatch(r"[0-9a-f]{64}\.json", member.name):
+                    return "sha256:" + member.name[:64]
+    except (tarfile.TarError, OSError):
+        pass
+    return None
+
+
+@pytest.mark.parametrize("attack", hostile.UPLOAD_ATTACKS, ids=lambda a: a.name)
+def test_hostile_upload_is_refused_before_loading(attack: hostile.Upload, env, session, redis_url, docker_client,
+                                                  tmp_path):
+    setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH)
+    src = attack.build(tmp_path / f"{attack.name}.tar")
+    image_id = archive_image_id(src)
+    settings = submit.IntakeSettings(data_dir=str(env.data_dir), max_image_bytes=attack.max_bytes or 64 * MIB,
+                                     redis_url=redis_url)
+    kept_before = set((env.data_dir / "images").glob("*")) if (env.data_dir / "images").exists() else set()
+
+    with src.open("rb") as fh:
+        sub = submit.submit_upload(session, slug=setup.challenge.slug, user=setup.users[0], stream=fh,
+                                   settings=settings, filename=src.name)
+
+    assert (sub.status, sub.outcome) == ("failed", "image_rejected")
+    expected = intake.REASONS[attack.reason].split("%(")[0].rstrip(": ")
+    assert sub.reason.startswith(expected), (sub.reason, expected)
+    assert sub.image_id == "" and sub.job_id == ""
+    assert list((env.data_dir / "uploads").glob("*")) == []            # the partial upload is gone
+    kept_after = set((env.data_dir / "images").glob("*")) if (env.data_dir / "images").exists() else set()
+    assert kept_after == kept_before                                     # nothing kept for a node to load
+    if image_id is not None:
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(image_id)                           # never loaded into the engine
+    assert containers_of(docker_client, sub.id) == []
+
+    # The node keeps working, and a valid upload through the same path scores.
+    assert env.node.proc.poll() is None, env.nodes.logs()
+    good = hostile.valid_archive(tmp_path / "good.tar")
+    with good.open("rb") as fh:
+        ok = submit.submit_upload(session, slug=setup.challenge.slug, user=setup.users[0], stream=fh,
+                                  settings=submit.IntakeSettings(data_dir=str(env.data_dir), max_image_bytes=64 * MIB,
+                                                                 redis_url=redis_url), filename="good.tar")
+    tagged(docker_client, ok.image_id)
+    done = wait_for(lambda: ended(session, ok.id), 60, what="the valid upload")
+    assert (done.status, done.primary_score, done.worker) == ("scored", 1.0, env.node.name), \
+        (done.reason, env.nodes.logs())
+    docker_client.images.remove(ok.image_id, force=True)
