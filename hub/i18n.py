@@ -14,6 +14,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = ROOT / "translations"
 
 
+def translations_by_msgid(locale: str = "zh_CN") -> dict[str, dict[str, list[str]]]:
+    """msgid → {translation: [po files that give it]} over every package's catalogue."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for po in sorted((SOURCE_DIR / locale).glob("*.po")):
+        with po.open("rb") as fh:
+            for msg in read_po(fh, locale=locale):
+                if msg.id and msg.string:
+                    msgid = msg.id if isinstance(msg.id, str) else msg.id[0]
+                    text = msg.string if isinstance(msg.string, str) else msg.string[0]
+                    found.setdefault(msgid, {}).setdefault(text, []).append(po.stem)
+    return found
+
+
+def conflicts(locale: str = "zh_CN") -> dict[str, dict[str, list[str]]]:
+    """msgids that two packages translate differently (the merged catalogue can hold only one)."""
+    return {k: v for k, v in translations_by_msgid(locale).items() if len(v) > 1}
+
+
 def compile_catalogues(target: Path) -> None:
     """Merge every translations/<locale>/*.po into one messages.mo per locale.
 

@@ -68,7 +68,7 @@ class ApplyForm(FlaskForm):
 
 
 class ReviewForm(FlaskForm):
-    decision = SelectField(_l("Decision"), choices=[("accept", _l("Accept")), ("reject", _l("Reject"))],
+    decision = SelectField(_l("Decision"), choices=[("accept", _l("Accept application")), ("reject", _l("Reject"))],
                            validators=[DataRequired(message=REQUIRED)])
     reason = TextAreaField(_l("Reason (required for a rejection)"),
                            validators=[Optional(), Length(max=scenarios.MAX_NOTE,

@@ -90,7 +90,7 @@ class ApplicationStatus(StrEnum):
 
 
 APPLICATION_STATUS_LABELS: dict[str, str] = {
-    ApplicationStatus.SUBMITTED: N_("Submitted"),
+    ApplicationStatus.SUBMITTED: N_("Awaiting review"),
     ApplicationStatus.ACCEPTED: N_("Accepted"),
     ApplicationStatus.REJECTED: N_("Rejected"),
     ApplicationStatus.WITHDRAWN: N_("Withdrawn"),

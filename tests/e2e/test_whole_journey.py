@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import select
 
 from challenges.models import Challenge, Submission, Team
+from evaluator.models import WorkerNode
 from hub.models import OrgKind, Role, utcnow
 from marketplace.scenarios import district_today
 from tests.evaluator.pipeline import Nodes, pipeline_env, tagged, wait_for
@@ -63,7 +64,7 @@ def submit(page, selector: str) -> None:  # type: ignore[no-untyped-def]
 
 def flash_ok(page) -> str:  # type: ignore[no-untyped-def]
     assert page.locator(".flash-error").count() == 0, page.locator(".flash-error").all_inner_texts()
-    return page.locator(".flash-success").inner_text()
+    return page.locator(".flash-success").first.inner_text()
 
 
 def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
@@ -82,6 +83,7 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     (data / "inputs.csv").write_text(INPUTS_CSV)
     (data / "truth.csv").write_text(TRUTH_CSV)
     image_tar = docker_tar(tmp_path, tagged(docker_client, busybox_image(MODEL)))
+    image_tar = image_tar.rename(tmp_path / "coldchain-model-v1.tar")   # the name the team's page shows
 
     # ---- 1. The city writes a scenario and publishes it.
     login_as(page, gov.email)
@@ -213,12 +215,14 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     nodes = Nodes(pipeline_env(db_url, redis_url, tmp_path), tmp_path)
     try:
         nodes.start("journey-node")
+        wait_for(lambda: session.exec(select(WorkerNode)).first(), 60, what="the worker node to check in")
         login_as(page, "captain@journey.example")
         page.goto(team_url)
         assert page.locator("#team-status.approved").count() == 1
         shot(page, "team-approved")
         page.goto(f"/challenges/{SLUG}")
         submit(page, "#submit-link")
+        assert "1 个节点在线" in page.locator("#queue-now").inner_text()
         page.set_input_files("#image", str(image_tar))
         shot(page, "team-submit-page")
         with page.expect_navigation(url=re.compile(r"/submissions/\d+$"), timeout=120_000):
@@ -232,7 +236,7 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
                                                               nodes.logs())
     finally:
         nodes.stop_all()
-    assert sub.primary_score == 1.0 and sub.worker == "journey-node"
+    assert sub.primary_score == 1.0 and sub.worker == "journey-node" and sub.image_ref == "coldchain-model-v1.tar"
     assert "1" == page.locator("#scores td").first.inner_text()
     assert "wrote 8 predictions" in page.locator("#live-log").inner_text()
     shot(page, "team-submission-scored")

@@ -165,6 +165,8 @@ class Drill:
         self.watch.halt.set()
         self.watch.join(timeout=5)
         logs = "\n".join(n.output() for n in self.nodes.started)
+        if os.environ.get("HUB_DRILL_LOGS"):
+            Path(os.environ["HUB_DRILL_LOGS"]).write_text(self.nodes.logs() + "\n" + repr(self.watch.history))
         self.nodes.stop_all()
         r = self.report
         r.wall_s = time.monotonic() - self.started

@@ -5,7 +5,7 @@ import pytest
 from sqlmodel import select
 
 from challenges.models import Challenge, Submission
-from evaluator import images, submit
+from evaluator import submit
 from evaluator.quota.models import LedgerLine
 from tests.evaluator.pipeline import (MODEL_075, PERFECT_MODEL, Nodes, ended, fresh, pipeline_env, slow_model,
                                       tagged, wait_for)
