@@ -1,15 +1,18 @@
 """JSON API (/api/v1): challenges, leaderboards and submissions, under the same visibility rules as the pages."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_babel import gettext
 from flask_login import current_user
 
 from challenges import challenges, datasets, leaderboard, outcomes, phases, submissions
 from challenges.models import Challenge, Phase, Team
-from hub.web import db, json_error, login_required
+from hub.cache import VersionedCache, data_version, next_change
+from hub.models import utcnow
+from hub.web import cached_response, db, json_error, login_required
 
 api = Blueprint("challenges_api", __name__, url_prefix="/api/v1")
 
@@ -65,32 +68,54 @@ def get_challenge(slug: str):
     return jsonify(body)
 
 
+# A board's JSON body per (challenge, board view): every viewer of one visibility class and team shares it.
+BOARD_JSON = VersionedCache("board-json", max_entries=256, max_bytes=64 * 1024 * 1024)
+
+
 @api.get("/challenges/<slug>/leaderboard")
 def get_leaderboard(slug: str):
+    return cached_response(lambda: _leaderboard(slug))
+
+
+def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
+    now = utcnow()
     session = db()
     c = challenges.get_by_slug(session, slug)
     challenges.require_visible(_viewer(), c)
+    phase_rows = challenges.phases_of(session, c.id)
     phase_id = request.args.get("phase", type=int)
-    phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c)
+    phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c, now)
     if phase is None:
-        return json_error(404, "not_found", gettext("No such phase."))
-    board = leaderboard.build(session, phase.id, viewer=_viewer())
-    return jsonify({
-        "challenge": c.slug, "phase": _phase_dict(phase), "mode": board.mode, "direction": board.direction,
-        "metrics": [m.key for m in board.metrics], "hidden": board.hidden, "frozen": board.frozen,
-        "private_view": board.private_view,
-        "rows": [{"rank": r.rank, "team": r.team_name, "team_id": r.team_id, "baseline": r.baseline,
-                  "score": r.primary_score, "scores": r.scores, "submission_id": r.submission_id,
-                  "submitted_at": _iso(r.submitted_at), "own": r.own, "after_freeze": r.after_freeze}
-                 for r in board.rows],
-    })
+        return json_error(404, "not_found", gettext("No such phase.")), None
+    board = leaderboard.cached_build(session, c, phase, viewer=_viewer(), now=now)
+    key, version = (c.slug, board.view_key), data_version(session)
+    body = BOARD_JSON.get(key, version)
+    if body is None:
+        body = jsonify({
+            "challenge": c.slug, "phase": _phase_dict(phase), "mode": board.mode, "direction": board.direction,
+            "metrics": [m.key for m in board.metrics], "hidden": board.hidden, "frozen": board.frozen,
+            "private_view": board.private_view,
+            "rows": [{"rank": r.rank, "team": r.team_name, "team_id": r.team_id, "baseline": r.baseline,
+                      "score": r.primary_score, "scores": r.scores, "submission_id": r.submission_id,
+                      "submitted_at": _iso(r.submitted_at), "own": r.own, "after_freeze": r.after_freeze}
+                     for r in board.rows],
+        }).get_data()
+        BOARD_JSON.put(key, version, body, size=len(body))
+    return Response(body, mimetype="application/json"), leaderboard.clock_changes(phase_rows, now)
 
 
 @api.get("/submissions/<int:submission_id>")
 @login_required
 def get_submission(submission_id: int):
+    # The body depends on who asks (team, organiser, judge) and on the clock only through the reveal.
+    return cached_response(lambda: _submission(submission_id), vary=("user", current_user.id))
+
+
+def _submission(submission_id: int) -> tuple[Any, datetime | None]:
+    now = utcnow()
     session = db()
     sub, phase, challenge = submissions.get_for_viewer(session, submission_id, current_user)
-    shown = submissions.scores_shown(session, current_user, sub, phase, challenge)
+    shown = submissions.scores_shown(session, current_user, sub, phase, challenge, now)
     text = gettext(outcomes.describe_submission(sub.status, sub.outcome))
-    return jsonify(submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text))
+    body = jsonify(submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text))
+    return body, next_change(now, phase.revealed_at)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
                    url_for)
-from flask_babel import gettext
+from flask_babel import get_locale, gettext
 from flask_login import current_user
 from markupsafe import Markup
 from sqlmodel import select
@@ -20,10 +20,11 @@ from challenges.forms import (AnswerForm, ChallengeForm, ConflictForm, DatasetFo
 from challenges.models import Challenge, Phase, Team, TeamMember
 from evaluator.metrics import REGISTRY
 from hub import audit
+from hub.cache import VersionedCache, data_version
 from hub.errors import N_, DomainError, NotFound
 from hub.forms import EmptyForm
-from hub.models import Organisation, OrgKind, Role, User
-from hub.web import db, flash_error, login_required, role_required, translate_error
+from hub.models import Organisation, OrgKind, Role, User, utcnow
+from hub.web import cached_response, db, flash_error, login_required, role_required, translate_error
 from marketplace.models import Scenario
 
 bp = Blueprint("challenges", __name__)
@@ -339,26 +340,44 @@ def sample(slug: str, split: str):
 
 
 # ---------------------------------------------------------------- leaderboards
-def _board_phase(challenge: Challenge) -> Phase:
+def _board_phase(challenge: Challenge, now: datetime | None = None) -> Phase:
     phase_id = request.args.get("phase", type=int)
     if phase_id:
         return phases.get(db(), phase_id, challenge)
-    phase = challenges.current_phase(db(), challenge)
+    phase = challenges.current_phase(db(), challenge, now)
     if phase is None:
         raise NotFound("No such phase.")
     return phase
 
 
+# The board's table and chart as HTML, per board view (visibility class, own team) and locale.
+BOARD_HTML = VersionedCache("board-html", max_entries=256, max_bytes=64 * 1024 * 1024)
+
+
 @bp.get("/challenges/<slug>/leaderboard")
 def leaderboard_page(slug: str):
+    return cached_response(lambda: _leaderboard_page(slug))
+
+
+def _leaderboard_page(slug: str) -> tuple[str, datetime | None]:
+    now = utcnow()
     challenge = _challenge(slug)
-    phase = _board_phase(challenge)
-    board = leaderboard.build(db(), phase.id, viewer=viewer())
-    svg = charts.best_over_time_svg(leaderboard.score_history(db(), board),
-                                    title=gettext("Best score over time"),
-                                    empty_text=gettext("No scores to show yet."))
-    return render_template("challenges/leaderboard.html", challenge=challenge, board=board,
-                           phases=challenges.phases_of(db(), challenge.id), chart=Markup(svg))
+    phase_rows = challenges.phases_of(db(), challenge.id)
+    phase = _board_phase(challenge, now)
+    board = leaderboard.cached_build(db(), challenge, phase, viewer=viewer(), now=now)
+    key = (board.view_key, str(get_locale()))
+    version = data_version(db())
+    parts = BOARD_HTML.get(key, version)
+    if parts is None:
+        table = Markup("" if board.hidden else render_template("challenges/_board_table.html", board=board))
+        svg = Markup(charts.best_over_time_svg(leaderboard.score_history(db(), board),
+                                               title=gettext("Best score over time"),
+                                               empty_text=gettext("No scores to show yet.")))
+        parts = (table, svg)
+        BOARD_HTML.put(key, version, parts, size=len(table) + len(svg))
+    html = render_template("challenges/leaderboard.html", challenge=challenge, board=board, phases=phase_rows,
+                           board_table=parts[0], chart=parts[1])
+    return html, leaderboard.clock_changes(phase_rows, now)
 
 
 @bp.get("/challenges/<slug>/leaderboard.csv")

@@ -27,7 +27,7 @@ from redis.exceptions import LockError
 from sqlmodel import Session, select
 
 from challenges.models import Challenge, Submission, SubmissionStatus
-from evaluator import queues, state
+from evaluator import queues, seams, state
 from evaluator.models import WorkerNode
 from hub.models import utcnow
 
@@ -123,8 +123,21 @@ def feed(session: Session, conn: Redis, accel_class: str | None = None) -> list[
             # Re-read under the lock: another process may have dispatched meanwhile.
             backlog = backlogs(session, cls).get(cls, Backlog(cls))
             room = target_depth(session, cls) - len(backlog.dispatched)
-            for sub in fair_order(backlog, challenge_cap())[:max(0, room)]:
+            # Accelerator work is dispatched only while live nodes have devices free for it (devices that
+            # dispatched jobs will take count as taken), so a job never wakes to find none and bounce.
+            free = None
+            if cls != "cpu":
+                free = seams.free_devices(session, cls, [n.name for n in live_workers(session, cls)])
+                free -= sum(backlog.challenges[s.challenge_id].accelerators for s in backlog.dispatched)
+            for sub in fair_order(backlog, challenge_cap()):
+                if room <= 0:
+                    break
                 challenge = backlog.challenges[sub.challenge_id]
+                if free is not None:
+                    if challenge.accelerators > free:
+                        continue
+                    free -= challenge.accelerators
+                room -= 1
                 attempt = state.mark_dispatched(session, sub.id, sub.attempt, queues.queue_name(cls))  # type: ignore[arg-type]
                 if attempt is None:
                     continue

@@ -59,8 +59,11 @@ def give_back(session: Session, sub: Submission, why: str, report: SweepReport) 
         if state.fail(session, sub.id, Outcome.INFRA_ERROR,  # type: ignore[arg-type]
                       f"The platform gave up after {sub.attempt} attempts: {why}", attempt=sub.attempt):
             report.failed.append(sub.id)  # type: ignore[arg-type]
+            report.leases_released += seams.release_attempt_leases(session, sub.id, sub.attempt)  # type: ignore[arg-type]
         return
     if state.requeue(session, sub.id, sub.attempt, infra=True, seen=sub):  # type: ignore[arg-type]
+        # The attempt is over: its devices go back now, so the next attempt can have them.
+        report.leases_released += seams.release_attempt_leases(session, sub.id, sub.attempt)  # type: ignore[arg-type]
         log.warning("submission %s attempt %s handed back: %s", sub.id, sub.attempt, why)
         report.requeued.append(sub.id)  # type: ignore[arg-type]
 
@@ -88,7 +91,8 @@ def recover_lost_work(session: Session, conn: Redis, report: SweepReport, now: d
 def release_finished_leases(session: Session, report: SweepReport) -> None:
     seams.expire_stale_leases(session)
     for lease in seams.active_leases(session):
-        sub = session.get(Submission, lease.submission_id)
+        # A fresh read: a row cached earlier in this sweep may predate the claim that took this lease.
+        sub = session.get(Submission, lease.submission_id, populate_existing=True)
         if sub is None or sub.status != SubmissionStatus.RUNNING or sub.attempt != lease.attempt:
             seams.release_lease(session, lease.id)
             report.leases_released.append(lease.id)

@@ -130,6 +130,29 @@ def parse_accelerators(spec: str, node: str) -> list[dict[str, Any]]:
     return _parse(spec, node)
 
 
+def free_devices(session: Session, accel_class: str, nodes: list[str]) -> int:
+    """Active devices of a class on these nodes that no lease holds."""
+    from sqlalchemy import func
+
+    from evaluator.quota.models import Device
+
+    if not nodes:
+        return 0
+    return int(session.exec(select(func.count(Device.id)).where(
+        Device.accel_class == accel_class, Device.active == True, Device.lease_id == None,  # noqa: E711,E712
+        Device.node.in_(nodes))).one())  # type: ignore[attr-defined]
+
+
+def release_attempt_leases(session: Session, submission_id: int, attempt: int) -> list[int]:
+    """End the leases still held by one attempt (its worker is gone); returns their ids."""
+    released = []
+    for lease in active_leases(session):
+        if lease.submission_id == submission_id and lease.attempt == attempt:
+            release_lease(session, lease.id)
+            released.append(lease.id)
+    return released
+
+
 def register_node(session: Session, node: str, devices: list[dict[str, Any]]) -> None:
     from evaluator.quota.inventory import register_node as _register
 

@@ -9,6 +9,7 @@ with the reason), so the team sees why in its history. No Flask here.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ class IntakeSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> IntakeSettings:
-        allow = config.get("REGISTRY_ALLOWLIST") or ""
+        # Registry hosts teams may name (the center's own), comma-separated; config first, then the environment.
+        allow = config.get("REGISTRY_ALLOWLIST") or os.environ.get("REGISTRY_ALLOWLIST", "")
         if isinstance(allow, str):
             allow = tuple(h.strip() for h in allow.split(",") if h.strip())
         return cls(data_dir=config["DATA_DIR"], max_image_bytes=int(config["MAX_IMAGE_BYTES"]),

@@ -134,7 +134,7 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     os.environ["HUB_NODE_NAME"] = node
     devices = resolve_inventory(node, accelerators)
     classes = resolve_classes(queue_spec, devices)
-    allow = config.get("REGISTRY_ALLOWLIST") or ""
+    allow = config.get("REGISTRY_ALLOWLIST") or os.environ.get("REGISTRY_ALLOWLIST", "")
     jobs.configure(jobs.Runtime(database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
                                 data_dir=config["DATA_DIR"], node=node,
                                 max_image_bytes=int(config.get("MAX_IMAGE_BYTES", 2 << 30)),

@@ -74,11 +74,23 @@ def select_locale() -> str:
     return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
+_parsed: dict[str, Locale] = {}
+
+
+def _selected_locale() -> Locale:
+    """select_locale() as a parsed Locale: Babel's parse scans every known locale name (~0.1 ms a request)."""
+    name = select_locale()
+    locale = _parsed.get(name)
+    if locale is None:
+        locale = _parsed[name] = Locale.parse(name)
+    return locale
+
+
 def init_i18n(app: Flask) -> Babel:
     target = Path(app.instance_path) / "translations"
     compile_catalogues(target)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(target)
-    babel = Babel(app, locale_selector=select_locale)
+    babel = Babel(app, locale_selector=_selected_locale)
 
     @app.context_processor
     def _locale_helpers() -> dict[str, object]:

@@ -1,22 +1,27 @@
 """Flask wiring shared by every blueprint: request session, login, roles, CSRF, errors, headers."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Hashable
+from datetime import datetime
 from functools import wraps
 from math import ceil
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
-from flask_babel import gettext
+from flask import (Flask, Response, abort, current_app, flash, g, jsonify, make_response, redirect, render_template,
+                   request, session, url_for)
+from flask_babel import get_locale, gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
+from hub.cache import VersionedCache, changes, data_version
 from hub.db import get_engine
 from hub.errors import DomainError, N_
-from hub.models import User
+from hub.models import User, utcnow
 from hub.users import user_for_token
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +53,74 @@ def db() -> Session:
     if "db" not in g:
         g.db = Session(get_engine(current_app.config["DATABASE_URL"]), expire_on_commit=False)
     return g.db
+
+
+# Whole responses of read-only routes (see cached_response); bounded per worker process.
+RESPONSES = VersionedCache("responses", max_entries=512, max_bytes=96 * 1024 * 1024)
+
+
+def cached_response(build: Callable[[], tuple[Any, datetime | None]], vary: Hashable | None = None) -> Any:
+    """The view's response, kept in memory while the data (hub.cache.data_version) and the clock rules hold.
+
+    `build()` renders the response and says when its clock-based rules next change (or None). Without
+    `vary` only anonymous GETs with no pending message are cached (a page's menu shows who is logged in);
+    with `vary` the caller promises the body depends on nothing else than the URL, the locale and `vary`
+    (e.g. a JSON body for one visibility class or one user). Nothing is kept from a build that touched the
+    session or made a CSRF token, or answered with a cookie or a status other than 200/400.
+    """
+    if request.method != "GET" or (vary is None and (current_user.is_authenticated or "_flashes" in session)):
+        return build()[0]
+    key = (request.endpoint, request.full_path, str(get_locale()), vary)
+    version = request_version()
+    hit = RESPONSES.get(key, version, utcnow())
+    if hit is not None:
+        body, status, headers = hit
+        return Response(body, status=status, headers=headers)
+    before = dict(session)
+    rv, expires_at = build()
+    response = make_response(rv)
+    csrf_field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    if (response.status_code in (200, 400) and not response.is_streamed and csrf_field not in g
+            and "Set-Cookie" not in response.headers and dict(session) == before):
+        body = response.get_data()
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
+        RESPONSES.put(key, version, (body, response.status_code, headers), size=len(body) + 512,
+                      expires_at=expires_at)
+    return response
+
+
+def request_version() -> Hashable:
+    """hub.cache.data_version of the request's session, read once while the session has not written."""
+    session = db()
+    memo = g.get("hub_data_version")
+    if memo is not None and memo[0] == changes(session) and not (session.new or session.dirty or session.deleted):
+        return memo[1]
+    version = data_version(session)
+    g.hub_data_version = (changes(session), version)
+    return version
+
+
+# Who a session cookie or an API token stands for, as a detached copy of the User row (per data version).
+USERS = VersionedCache("users", max_entries=4096, max_bytes=4096)
+
+
+def _known_user(key: Hashable, load: Callable[[Session], User | None]) -> User | None:
+    """load(session), or the same user from memory while the data is unchanged (no query).
+
+    The copy is merged into the request's session without loading, so the view gets an ordinary
+    persistent User of its own session, exactly as if it had been read.
+    """
+    session = db()
+    version = request_version()
+    known = USERS.get(key, version)
+    if known is not None:
+        return session.merge(known, load=False)
+    user = load(session)
+    if user is not None:
+        copy = User(**user.model_dump())
+        make_transient_to_detached(copy)
+        USERS.put(key, version, copy)
+    return user
 
 
 def wants_json() -> bool:
@@ -137,16 +210,23 @@ def init_web(app: Flask) -> None:
     @login_manager.user_loader
     def _load_user(user_id: str) -> User | None:
         try:
-            user = db().get(User, int(user_id))
+            uid = int(user_id)
         except ValueError:
             return None
-        return user if user is not None and user.active else None
+
+        def load(session: Session) -> User | None:
+            user = session.get(User, uid)
+            return user if user is not None and user.active else None
+
+        return _known_user(("id", uid), load)
 
     @login_manager.request_loader
     def _load_from_token(req) -> User | None:  # type: ignore[no-untyped-def]
         auth = req.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            user = user_for_token(db(), auth[7:].strip())
+            token = auth[7:].strip()
+            user = _known_user(("token", hashlib.sha256(token.encode()).digest()),
+                               lambda session: user_for_token(session, token)) if token else None
             if user is not None:
                 g.token_auth = True
             return user

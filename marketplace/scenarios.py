@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Hashable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -296,6 +297,17 @@ def history(session: Session, scenario_id: int) -> list[ScenarioEvent]:
 def _like_pattern(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def visibility_class(viewer: User | None) -> Hashable:
+    """Viewers that search_scenarios shows the same lists: the admin, one city's staff, everyone else."""
+    if viewer is None:
+        return "public"
+    if viewer.role == Role.ADMIN:
+        return "admin"
+    if viewer.role == Role.GOV and viewer.org_id is not None:
+        return ("gov", viewer.org_id)
+    return "public"
 
 
 def search_scenarios(session: Session, viewer: User | None, city: str | None = None,

@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from hub.errors import DomainError
 from hub.forms import EmptyForm
 from hub.models import Organisation, User
-from hub.web import Page, db, login_required, page_arg, role_required
+from hub.web import Page, cached_response, db, login_required, page_arg, role_required
 from marketplace import applications as apps
 from marketplace import scenarios
 from marketplace.attachments import ALLOWED_LABEL, MAX_FILES, AttachmentStore, Upload
@@ -107,10 +107,14 @@ def home_page() -> str:
 # ---------------------------------------------------------------- browse
 @bp.get("/scenarios")
 def index():
+    return cached_response(_index)
+
+
+def _index() -> tuple[Any, None]:
     form = _filter_form()
     page, status = _browse(form)
-    return render_template("marketplace/index.html", form=form, page=page, city_by_id=city_map(),
-                           can_create=bool(scenarios.creatable_cities(db(), viewer()))), status
+    return (render_template("marketplace/index.html", form=form, page=page, city_by_id=city_map(),
+                            can_create=bool(scenarios.creatable_cities(db(), viewer()))), status), None
 
 
 @bp.get("/cities/<code>")
@@ -365,6 +369,11 @@ def scenario_json(s: Scenario, city: Organisation | None, full: bool = False) ->
 
 @api.get("/scenarios")
 def api_scenarios():
+    # The list depends on the viewer only through what they may see (drafts of their own city, or all).
+    return cached_response(_api_scenarios, vary=scenarios.visibility_class(viewer()))
+
+
+def _api_scenarios() -> tuple[Any, None]:
     args = request.args
     per_page = current_app.config["PAGE_SIZE"]
     items, total = scenarios.search_scenarios(db(), viewer(), city=args.get("city") or None,
@@ -373,7 +382,7 @@ def api_scenarios():
                                               sort=args.get("sort") or None, page=page_arg(), per_page=per_page)
     cities = city_map()
     page = Page(items, total, page_arg(), per_page)
-    return {"items": [scenario_json(s, cities.get(s.city_id)) for s in items], "pagination": page.as_dict()}
+    return {"items": [scenario_json(s, cities.get(s.city_id)) for s in items], "pagination": page.as_dict()}, None
 
 
 @api.get("/scenarios/<int:scenario_id>")

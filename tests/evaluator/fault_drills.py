@@ -248,7 +248,8 @@ def restart_redis(session: Session, db_url: str, workdir: Path, image_id: str, r
         time.sleep(1.0)
         proc, url2 = start_redis(workdir / "own-redis")
         assert url2 == url
-        report = d.finish()
+        alive = node.proc.poll() is None
+        report = d.finish(timeout=120)
         again = d.watch.running_again(running.id, t_down, running.attempt)  # type: ignore[arg-type]
         report.notes.append(f"the run in flight when Redis died (submission {running.id}) "
                             + (f"ran again after {again:.1f} s" if again is not None else "finished in place"))
@@ -257,7 +258,7 @@ def restart_redis(session: Session, db_url: str, workdir: Path, image_id: str, r
         if after:
             report.requeue_s.append(min(after) - t_down)
             report.notes.append(f"first run started {min(after) - t_down:.1f} s after Redis went down (1 s outage)")
-        report.notes.append(f"node process still alive: {node.proc.poll() is None}")
+        report.notes.append(f"node process alive after the restart: {alive}")
         return report
     finally:
         d.nodes.stop_all()
@@ -348,14 +349,16 @@ def docker_refuses(session: Session, db_url: str, redis_url: str, workdir: Path,
         proxy.refusing = False
         wait_for(lambda: d.ended() >= 2, 120, what="the flaky submission to end")
         [healthy] = d.submit(1)
-        report = d.finish()
+        wait_for(lambda: d.ended() >= 3, 120, what="the healthy submission to end")
+        alive = node.proc.poll() is None
+        report = d.finish(timeout=5)
         ran = d.watch.history.get(flaky, [])
         back = [t for t, status, *_ in ran if t > t_refused and status in ("running", "scored")]
         if back:
             report.requeue_s.append(back[0] - t_refused)
         report.notes.append(f"calls refused {proxy.refused}, forwarded {proxy.forwarded}; submissions: "
                             f"always refused #{always}, refused then served #{flaky}, healthy #{healthy}; "
-                            f"node alive: {node.proc.poll() is None}")
+                            f"node alive: {alive}")
         return report
     finally:
         d.nodes.stop_all()
@@ -389,12 +392,14 @@ def database_unavailable(session: Session, db_url: str, redis_url: str, workdir:
         t0 = time.monotonic()
         hold_database(db_url, hold_s)
         held = time.monotonic() - t0
-        report = d.finish()
+        wait_for(lambda: d.ended() >= runs, 120, what="every run to end")
+        alive = node.proc.poll() is None
+        report = d.finish(timeout=5)
         first_after = [t for sid in report.ids for t, status, *_ in d.watch.history.get(sid, [])
                        if t > t0 + held and status in TERMINAL]
         report.notes.append(f"held {held:.1f} s while submission {running.id} ran; first result after the "
                             "lock: " + (f"{min(first_after) - t0 - held:.1f} s" if first_after else "none")
-                            + f"; node alive: {node.proc.poll() is None}")
+                            + f"; node alive: {alive}")
         return report
     finally:
         d.nodes.stop_all()

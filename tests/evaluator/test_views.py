@@ -199,3 +199,27 @@ def test_operators_page_cancels_and_reruns(session, http, tmp_path):
     sub = fresh(session, sub_id)
     assert sub.status == "queued" and sub.outcome is None and sub.attempt == 2
     assert json.loads(json.dumps(sub.scores)) == {}
+
+
+def test_api_takes_an_image_from_the_centers_registry_pinned_by_digest(session, app_config, redis_url, redis_conn,
+                                                                       tmp_path, docker_client, busybox_image,
+                                                                       local_registry):
+    from app import create_app
+
+    http = create_app({**app_config, "REDIS_URL": redis_url, "REGISTRY_ALLOWLIST": local_registry}).test_client()
+    setup = make_eval_setup(session, tmp_path)
+    token = token_for(session, setup.users[0])
+    image_id = busybox_image(PERFECT_MODEL + "# registry\n")
+    repo = f"{local_registry}/team/model"
+    docker_client.images.get(image_id).tag(repo, "v1")
+    for event in docker_client.api.push(repo, tag="v1", stream=True, decode=True):
+        assert "error" not in event, event
+
+    resp = http.post(f"/api/v1/challenges/{setup.challenge.slug}/submissions",
+                     headers={"Authorization": f"Bearer {token}"}, json={"image": f"{repo}:v1"})
+
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    sub = fresh(session, resp.get_json()["id"])
+    assert sub.image_source == "registry" and sub.image_id == image_id
+    assert sub.image_ref.startswith(f"{repo}@sha256:")     # pinned by digest, not by the tag
+    assert sub.status == "queued"

@@ -1,7 +1,6 @@
 """Every user-facing string has its Chinese text, and no two packages translate one msgid differently."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
