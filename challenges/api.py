@@ -69,7 +69,7 @@ def get_challenge(slug: str):
 
 
 # A board's JSON body per (challenge, board view): every viewer of one visibility class and team shares it.
-BOARD_JSON = VersionedCache("board-json", max_entries=256, max_bytes=64 * 1024 * 1024)
+BOARD_JSON = VersionedCache("board-json", max_entries=256, max_bytes=32 * 1024 * 1024)
 
 
 @api.get("/challenges/<slug>/leaderboard")

@@ -19,8 +19,8 @@ from hub.cache import VersionedCache, data_version, next_change
 from hub.errors import N_, NotFound
 from hub.models import User, utcnow
 
-# Ranked rows per (phase, what the viewer may see, the viewer's own team), for one data version.
-BOARDS = VersionedCache("boards", max_entries=256, max_bytes=64 * 1024 * 1024)
+# Ranked rows per (phase, what the viewer may see, the viewer), for one data version.
+BOARDS = VersionedCache("boards", max_entries=256, max_bytes=32 * 1024 * 1024)
 
 
 @dataclass
@@ -48,8 +48,8 @@ class Board:
     hidden: bool = False          # a private board before its reveal
     frozen: bool = False          # the public board stopped moving at phase.freeze_at
     private_view: bool = False    # organisers, judges, admin: the live, unfrozen board
-    # What these rows depend on besides the data: (phase, private, hidden, frozen, viewer's team); with the
-    # data version, it keys every cached rendering of this board.
+    # What these rows depend on besides the data: (phase, private, hidden, frozen, viewer id or None); with
+    # the data version, it keys every cached rendering of this board.
     view_key: tuple = ()
 
     @property
@@ -83,16 +83,14 @@ def _viewer_team(challenge_id: int, viewer_id: int | None):  # type: ignore[no-u
             .limit(1).scalar_subquery())
 
 
-def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool,
-                 team_id: int | None = None) -> Select:
-    """The board's rows; the viewer's own team is found from viewer_id in SQL, or given as team_id."""
+def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool) -> Select:
     S = Submission
     higher = REGISTRY[challenge.metric].direction == "max"
     if challenge.leaderboard_mode == "latest":
         order = [S.created_at.desc(), S.id.desc()]
     else:
         order = [S.primary_score.desc() if higher else S.primary_score.asc(), S.created_at.asc(), S.id.asc()]
-    mine = team_id if team_id is not None else _viewer_team(challenge.id, viewer_id)
+    mine = _viewer_team(challenge.id, viewer_id)
     # Constants are inlined (literal_column), not bound: once psycopg prepares the statement, PostgreSQL's
     # generic plan guesses "team.status <> $n" matches one row and re-ranks all submissions per team (100x slower).
     one, zero = literal_column("1"), literal_column("0")
@@ -134,9 +132,8 @@ def _as_aware(value: object) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _rows(session: Session, challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool,
-          team_id: int | None = None) -> list[BoardRow]:
-    result = session.execute(_board_query(challenge, phase, viewer_id, frozen, team_id)).all()
+def _rows(session: Session, challenge: Challenge, phase: Phase, viewer_id: int | None, frozen: bool) -> list[BoardRow]:
+    result = session.execute(_board_query(challenge, phase, viewer_id, frozen)).all()
     higher = REGISTRY[challenge.metric].direction == "max"
     rows = [BoardRow(rank=None, team_id=r.tid, team_name=r.name, submission_id=r.sid,
                      primary_score=float(r.score), scores=dict(r.scores or {}), submitted_at=_as_aware(r.at),
@@ -166,10 +163,13 @@ def build(session: Session, phase_id: int, *, viewer: User | None, now: datetime
 
 def board_key(session: Session, challenge: Challenge, phase: Phase, viewer: User | None,
               now: datetime | None = None) -> tuple:
-    """Everything besides the data that decides the rows this viewer gets: the visibility class and own team."""
+    """Everything besides the data that decides the rows this viewer gets: the visibility class and the viewer.
+
+    Logged-in viewers are told apart (their own team is marked, and keeps its newer scores on a frozen
+    board); every anonymous visitor shares one entry.
+    """
     private, hidden, frozen = visibility(session, challenge, phase, viewer, now)
-    mine = access.active_team_id(session, challenge.id, viewer.id) if viewer is not None and not hidden else None
-    return (phase.id, private, hidden, frozen, mine)
+    return (phase.id, private, hidden, frozen, viewer.id if viewer is not None and not hidden else None)
 
 
 def clock_changes(phases: list[Phase], now: datetime) -> datetime | None:
@@ -179,10 +179,10 @@ def clock_changes(phases: list[Phase], now: datetime) -> datetime | None:
 
 def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer: User | None,
                  now: datetime | None = None) -> Board:
-    """build(), with the ranked rows kept per visibility class and team while the data stays the same."""
+    """build(), with the ranked rows kept per visibility class and viewer while the data stays the same."""
     now = now or utcnow()
     key = board_key(session, challenge, phase, viewer, now)
-    _phase_id, private, hidden, frozen, mine = key
+    _phase_id, private, hidden, frozen, viewer_id = key
     board = Board(challenge=challenge, phase=phase, metrics=metrics_of(challenge), mode=challenge.leaderboard_mode,
                   direction=REGISTRY[challenge.metric].direction, hidden=hidden, frozen=frozen, private_view=private,
                   view_key=key)
@@ -191,9 +191,8 @@ def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer
     version = data_version(session)
     rows = BOARDS.get(key, version)
     if rows is None:
-        # `mine` is the viewer's only influence on the rows (own flags, own scores after a freeze).
-        rows = _rows(session, challenge, phase, None, frozen, team_id=mine)
-        BOARDS.put(key, version, rows, size=400 * len(rows) + 1024)
+        rows = _rows(session, challenge, phase, viewer_id, frozen)
+        BOARDS.put(key, version, rows, size=300 * len(rows) + 1024)
     board.rows = rows
     return board
 

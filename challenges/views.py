@@ -351,7 +351,7 @@ def _board_phase(challenge: Challenge, now: datetime | None = None) -> Phase:
 
 
 # The board's table and chart as HTML, per board view (visibility class, own team) and locale.
-BOARD_HTML = VersionedCache("board-html", max_entries=256, max_bytes=64 * 1024 * 1024)
+BOARD_HTML = VersionedCache("board-html", max_entries=256, max_bytes=32 * 1024 * 1024)
 
 
 @bp.get("/challenges/<slug>/leaderboard")

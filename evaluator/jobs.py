@@ -117,6 +117,7 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
     assert challenge is not None and phase is not None
     accel_class = queues.accel_class_of(challenge.accelerators, challenge.accelerator_class)
     lease = None
+    keep_lease = False
     try:
         if challenge.accelerators > 0:
             most = _largest_node(session, accel_class)
@@ -129,9 +130,14 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
                                         challenge_id=challenge.id, accel_class=accel_class,  # type: ignore[arg-type]
                                         count=challenge.accelerators, node=rt.node, ttl_s=LEASE_TTL_S)
             if lease is None:
-                # No free device on this node now (another node or challenge holds them): wait in line again.
-                time.sleep(1.0)
-                state.requeue(session, submission_id, attempt)
+                # No free device on this node now (a race the dispatcher's free-device check narrows), or
+                # this attempt's lease already ended: either way the work goes to a new attempt, counted
+                # and bounded like any other hand-back.
+                from evaluator.reaper import SweepReport, give_back
+
+                time.sleep(0.5)
+                give_back(session, state.get(session, submission_id), "no device was free on node " + rt.node,
+                          SweepReport())
                 return "no-device"
         result = run_attempt(session, conn, rt, sub, challenge, phase, accel_class, lease)
         if not state.finish(session, submission_id, attempt, result):
@@ -139,10 +145,23 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
             return "superseded"
         return result.outcome
     except InfraError as err:
+        keep_lease = True   # RQ runs this same attempt again: it gets the same lease back
         return _infra_failure(session, submission_id, attempt, str(err))
+    except Exception as err:  # noqa: BLE001 - an unforeseen error is the platform's, never the team's
+        log.exception("submission %s attempt %s: unexpected error", submission_id, attempt)
+        session.rollback()
+        keep_lease = True
+        return _infra_failure(session, submission_id, attempt, f"{err.__class__.__name__}: {err}")
     finally:
-        if lease is not None:
+        if lease is not None and not (keep_lease and _will_retry()):
             seams.release_lease(session, lease.id)
+
+
+def _will_retry() -> bool:
+    from rq import get_current_job
+
+    job = get_current_job()
+    return bool(job is not None and job.retries_left)
 
 
 def _largest_node(session: Session, accel_class: str) -> int:
@@ -176,8 +195,13 @@ def _infra_failure(session: Session, submission_id: int, attempt: int, detail: s
     job = get_current_job()
     if job is not None and job.retries_left:
         log.warning("submission %s attempt %s: infrastructure error, retrying: %s", submission_id, attempt, detail)
-        state.retry_later(session, submission_id, attempt)
-        time.sleep(1.0)  # let a flapping engine settle before RQ runs the job again
+        try:
+            state.retry_later(session, submission_id, attempt)
+        except Exception:  # noqa: BLE001 - the database itself may be what failed; the rerun finds the row running
+            session.rollback()
+            log.exception("submission %s attempt %s: could not mark it for retry", submission_id, attempt)
+        # Back off (2 s, then 4 s) so a flapping engine or a briefly locked database can recover.
+        time.sleep(2.0 * (1 + queues.INFRA_RETRIES - job.retries_left))
         raise InfraError(detail)
     state.fail(session, submission_id, Outcome.INFRA_ERROR,
                f"Platform error after {1 + queues.INFRA_RETRIES} tries: {detail}", attempt=attempt)
@@ -232,6 +256,9 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             raise InfraError(str(err)) from err
         finally:
             tail.stop()
+        if run.started_at and run.finished_at and run.finished_at < run.started_at:
+            # The engine's two timestamps can disagree by microseconds on a run that did almost nothing.
+            run.finished_at = run.started_at
         if run.started_at and run.finished_at:
             seams.meter_run(session, submission_id=sub.id, lease_id=lease.id if lease is not None else None,  # type: ignore[arg-type]
                             device_class=accel_class, device_ids=device_ids, started_at=run.started_at,

@@ -93,7 +93,11 @@ def release_finished_leases(session: Session, report: SweepReport) -> None:
     for lease in seams.active_leases(session):
         # A fresh read: a row cached earlier in this sweep may predate the claim that took this lease.
         sub = session.get(Submission, lease.submission_id, populate_existing=True)
-        if sub is None or sub.status != SubmissionStatus.RUNNING or sub.attempt != lease.attempt:
+        current = sub is not None and sub.attempt == lease.attempt and (
+            sub.status == SubmissionStatus.RUNNING
+            # dispatched again after an infrastructure error: RQ reruns this attempt, which keeps its lease
+            or (sub.status == SubmissionStatus.QUEUED and sub.job_id != ""))
+        if not current:
             seams.release_lease(session, lease.id)
             report.leases_released.append(lease.id)
 

@@ -40,9 +40,11 @@ class NodeWorker(Worker):
     """rq.Worker plus the node's heartbeat and the reaper timer (see the module docstring)."""
 
     def __init__(self, queue_names: list[str], *, node: str, classes: list[str], devices: list[dict[str, Any]],
-                 database_url: str, redis_url: str, reaper_interval: float = 2.0, **kwargs: Any) -> None:
+                 database_url: str, redis_url: str, reaper_interval: float = 2.0, generation: int = 1,
+                 **kwargs: Any) -> None:
         conn = queues.connect(redis_url)
-        super().__init__(queue_names, connection=conn, name=f"{node}.{os.getpid()}",
+        # A fresh RQ name per start: after a Redis outage RQ may still hold the previous one as active.
+        super().__init__(queue_names, connection=conn, name=f"{node}.{os.getpid()}.{generation}",
                          job_monitoring_interval=1, **kwargs)
         self.node = node
         self.classes = classes
@@ -141,17 +143,19 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
                                 registry_allowlist=tuple(h.strip() for h in str(allow).split(",") if h.strip())))
     register(config["DATABASE_URL"], node, classes, devices)
     log.info("node %s: queues %s, devices %s", node, classes, [d["uuid"] for d in devices])
+    generation = 0
     while True:
+        generation += 1
         worker = NodeWorker([queues.queue_name(c) for c in classes], node=node, classes=classes, devices=devices,
                             database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
-                            reaper_interval=reaper_interval)
+                            reaper_interval=reaper_interval, generation=generation)
         try:
             worker.node_tick(force=True)
             worked = worker.work(burst=burst, logging_level=logging_level)
-        except RedisError:
+        except (RedisError, ValueError):
             worked = False
-        if burst or worker._stop_requested:
-            return worked
+        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            return worked   # asked to stop (SIGTERM / Ctrl-C), or a burst that ran dry
         # RQ leaves its loop when Redis goes away; the node waits for it to come back instead of dying.
         log.warning("node %s: lost Redis; starting again in %s s", node, RESTART_DELAY_S)
         time.sleep(RESTART_DELAY_S)

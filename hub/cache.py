@@ -18,6 +18,7 @@ Redis. This module imports no Flask.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from hub.models import utcnow
@@ -61,20 +62,50 @@ def _sqlite_version(conn: Connection, url: str) -> Hashable:
         return ("sqlite", url, _epochs.setdefault(url, 0))
 
 
-def _postgresql_version(raw: Any, url: str) -> Hashable:
-    sql = "SELECT pg_current_snapshot()::text, pg_current_xact_id_if_assigned() IS NOT NULL"
+_PG_SQL = "SELECT pg_current_snapshot()::text, pg_current_xact_id_if_assigned() IS NOT NULL"
+# The snapshot read by the pool's pre-ping of a connection just checked out (see install_versioned_ping).
+_pinged: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _pg_snapshot(raw: Any) -> tuple[str, bool]:
     idle = not raw.autocommit and raw.info.transaction_status == _PG_IDLE
     if idle:
         # Outside a transaction the statement runs on its own: no BEGIN now and no ROLLBACK when the
-        # connection goes back to the pool (two round trips of the three a cached page would cost).
+        # connection goes back to the pool (two round trips fewer for a page served from memory).
         raw.autocommit = True
     try:
         with raw.cursor() as cur:
-            cur.execute(sql)
+            cur.execute(_PG_SQL)
             snapshot, wrote = cur.fetchone()
     finally:
         if idle:
-            raw.autocommit = False
+            try:
+                raw.autocommit = False
+            except Exception:  # noqa: BLE001 - a broken connection: the ping's own error says so
+                pass
+    return snapshot, wrote
+
+
+def install_versioned_ping(engine: Engine) -> None:
+    """Make a PostgreSQL engine's pre-ping read the data version: the ping a checkout makes anyway then
+    serves as the request's version check (one round trip instead of BEGIN, SELECT 1, version, ROLLBACK).
+    Failures are reported exactly as the standard ping's are, so the pool reconnects the same way."""
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        snapshot, _wrote = _pg_snapshot(dbapi_connection)
+        _pinged[dbapi_connection] = snapshot
+        return True
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
+    event.listen(engine, "checkin", lambda dbapi_connection, _record: _pinged.pop(dbapi_connection, None))
+
+
+def _postgresql_version(raw: Any, url: str, just_checked_out: bool) -> Hashable:
+    if just_checked_out:
+        snapshot = _pinged.pop(raw, None)
+        if snapshot is not None:  # read by this checkout's ping, and nothing ran since
+            return ("postgresql", url, snapshot)
+    snapshot, wrote = _pg_snapshot(raw)
     return _private() if wrote else ("postgresql", url, snapshot)
 
 
@@ -112,6 +143,7 @@ def data_version(session: Session) -> Hashable:
     """
     if session.new or session.deleted or session.dirty:
         return _private()
+    just_checked_out = not session.in_transaction()
     conn = session.connection()
     url = conn.engine.url.render_as_string(hide_password=True)
     raw = conn.connection.dbapi_connection
@@ -121,7 +153,7 @@ def data_version(session: Session) -> Hashable:
             return _private()
         return _sqlite_version(conn, url)
     if conn.dialect.name == "postgresql":
-        return _postgresql_version(raw, url)
+        return _postgresql_version(raw, url, just_checked_out)
     return _private()  # an unknown backend is never cached
 
 

@@ -56,7 +56,7 @@ def db() -> Session:
 
 
 # Whole responses of read-only routes (see cached_response); bounded per worker process.
-RESPONSES = VersionedCache("responses", max_entries=512, max_bytes=96 * 1024 * 1024)
+RESPONSES = VersionedCache("responses", max_entries=512, max_bytes=64 * 1024 * 1024)
 
 
 def cached_response(build: Callable[[], tuple[Any, datetime | None]], vary: Hashable | None = None) -> Any:
