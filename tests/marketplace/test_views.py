@@ -74,7 +74,7 @@ def test_gov_creates_and_publishes_through_the_pages(client, session):
     session.refresh(s)
     assert s.status == "published"
     resp = client.post(f"/scenarios/{s.id}/status", data={"to": "awarded"}, follow_redirects=True)
-    assert "场景不能从“已发布”变为“已确定揭榜单位”" in _text(resp)
+    assert "场景不能从“已发布”变为“已揭榜”" in _text(resp)
     resp = client.post(f"/scenarios/{s.id}/edit", data=_form(city="konggang", title="航空货量预测（修订）"))
     assert resp.status_code == 302
     session.refresh(s)
@@ -135,12 +135,12 @@ def test_team_applies_with_attachment_and_city_reviews(client, app, session):
     a = session.exec(select(Application)).one()
     att = session.exec(select(Attachment)).one()
     page = _text(client.get(f"/applications/{a.id}"))
-    assert "已提交" in page and "揭榜方案.pdf" in page
+    assert "待审查" in page and "揭榜方案.pdf" in page
     download = client.get(f"/attachments/{att.id}")
     assert download.status_code == 200 and download.data == PDF_BYTES
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert download.headers["Content-Type"] == "application/pdf"
-    assert "已提交" in _text(client.get("/applications"))
+    assert "待审查" in _text(client.get("/applications"))
 
     client.post("/logout")
     login(client, gov)
