@@ -50,6 +50,7 @@ class Runtime:
     node: str
     max_image_bytes: int = 2 * 1024 * 1024 * 1024
     registry_allowlist: tuple[str, ...] = ()
+    devices: tuple[dict[str, Any], ...] = ()     # this node's inventory
 
 
 _runtime: Runtime | None = None
@@ -120,7 +121,7 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
     keep_lease = False
     try:
         if challenge.accelerators > 0:
-            most = _largest_node(session, accel_class)
+            most = _largest_node(session, accel_class, rt)
             if challenge.accelerators > most:
                 state.fail(session, submission_id, Outcome.INFRA_ERROR,
                            f"No worker node has {challenge.accelerators} devices of class {accel_class} "
@@ -164,11 +165,12 @@ def _will_retry() -> bool:
     return bool(job is not None and job.retries_left)
 
 
-def _largest_node(session: Session, accel_class: str) -> int:
-    """The most devices of a class that one live node has."""
+def _largest_node(session: Session, accel_class: str, rt: Runtime) -> int:
+    """The most devices of a class that one node has: this one, or another live one."""
+    own = sum(1 for d in rt.devices if d.get("accel_class") == accel_class)
     nodes = dispatch.live_workers(session, accel_class)
-    return max((sum(1 for d in (n.accelerators or []) if d.get("accel_class") == accel_class) for n in nodes),
-               default=0)
+    return max([own, *(sum(1 for d in (n.accelerators or []) if d.get("accel_class") == accel_class)
+                       for n in nodes)])
 
 
 def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:

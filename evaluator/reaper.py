@@ -150,6 +150,9 @@ def sweep(session: Session, conn: Redis, client: Any | None = None) -> SweepRepo
             except Exception:  # noqa: BLE001 - the lock expires by itself
                 pass
     if client is not None:
-        remove_orphan_containers(session, client, report)
+        try:
+            remove_orphan_containers(session, client, report)
+        except Exception:  # noqa: BLE001 - a Docker failure must not stop the rest of the sweep
+            log.warning("orphan containers not swept: Docker failed", exc_info=True)
     report.dispatched = dispatch.feed(session, conn)
     return report

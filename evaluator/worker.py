@@ -72,8 +72,13 @@ class NodeWorker(Worker):
                 beat(self.database_url, self.node, self.classes, self.devices)
             if self.reaper_interval > 0 and (force or now - self._last_sweep >= self.reaper_interval):
                 self._last_sweep = now
+                try:
+                    client = jobs.docker_client()
+                except Exception:  # noqa: BLE001 - Docker down: sweep the database and Redis all the same
+                    log.warning("node %s: Docker is not answering; orphan containers are not swept", self.node)
+                    client = None
                 with session_scope(self.database_url) as session:
-                    reaper.sweep(session, self.connection, jobs.docker_client())
+                    reaper.sweep(session, self.connection, client)
         except Exception:  # noqa: BLE001 - a failed tick must not stop the worker; the next one retries
             log.exception("node %s: heartbeat or reaper sweep failed", self.node)
 
@@ -139,7 +144,7 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     allow = config.get("REGISTRY_ALLOWLIST") or os.environ.get("REGISTRY_ALLOWLIST", "")
     jobs.configure(jobs.Runtime(database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
                                 data_dir=config["DATA_DIR"], node=node,
-                                max_image_bytes=int(config.get("MAX_IMAGE_BYTES", 2 << 30)),
+                                max_image_bytes=int(config.get("MAX_IMAGE_BYTES", 2 << 30)), devices=tuple(devices),
                                 registry_allowlist=tuple(h.strip() for h in str(allow).split(",") if h.strip())))
     register(config["DATABASE_URL"], node, classes, devices)
     log.info("node %s: queues %s, devices %s", node, classes, [d["uuid"] for d in devices])
