@@ -150,13 +150,17 @@ def _history(session: Session, challenge: Challenge, phase: Phase, team: Team, y
         factor = 1.0 - (1.0 - skill) * progress ** 0.7 + rng.uniform(-0.03, 0.03)
         rmse, mae = round(base_rmse * factor, 4), round(base_mae * factor * rng.uniform(0.95, 1.05), 4)
         primary = rmse if challenge.metric == "rmse" else mae
+        runtime = round(60 + rng.uniform(0, 40), 1)
+        container_start = at + timedelta(seconds=21)
         session.add(Submission(challenge_id=challenge.id, phase_id=phase.id, team_id=team.id,
                                submitted_by=team.captain_id, created_at=at, queued_at=at,
                                started_at=at + timedelta(seconds=20), finished_at=at + timedelta(seconds=95),
                                image_source="upload", image_ref=f"{team.name}/model:v{k + 1}",
                                image_id="sha256:" + hashlib.sha256(f"{seed}-{k}".encode()).hexdigest(),
                                status="scored", outcome=Outcome.SCORED, scores={"rmse": rmse, "mae": mae},
-                               primary_score=primary, runtime_s=round(60 + rng.uniform(0, 40), 1), attempt=1,
+                               primary_score=primary, runtime_s=runtime, attempt=1,
+                               container_started_at=container_start,
+                               container_finished_at=container_start + timedelta(seconds=runtime),
                                log_excerpt=f"loading /input/inputs.csv\nmodel v{k + 1} ready\n"
                                            f"wrote {len(ys)} predictions to /output/predictions.csv\n"))
     failed = start + timedelta(seconds=span * 0.3)

@@ -57,7 +57,7 @@ ACCOUNTS: list[tuple[str, str, str | None, str]] = [
 ]
 
 # Domain packages that add their own demo records, in dependency order.
-DEMO_MODULES = ("marketplace.demo", "challenges.demo", "evaluator.demo")
+DEMO_MODULES = ("marketplace.demo", "challenges.demo", "evaluator.quota.demo", "evaluator.demo")
 
 
 def seed_organisations(session: Session) -> dict[str, Organisation]:
