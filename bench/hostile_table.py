@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker  # noqa: E402
 
-from evaluator import images, intake, jobs, sandbox, scoring  # noqa: E402
+from evaluator import images, intake, jobs, sandbox, scoring, seams  # noqa: E402
 from tests.evaluator import hostile  # noqa: E402
 
 MIB = 1 << 20
@@ -135,7 +135,7 @@ def ceiling(attack: hostile.Attack, spec: sandbox.SandboxSpec, run: Any, poll: P
         return f"{fmt_bytes(reached)} memory", f"{spec.memory_mb} MiB{extra}"
     if name in ("output_fill", "oversized_prediction"):
         return (f"{fmt_bytes(run.output_bytes)} written",
-                f"{fmt_bytes(spec.output_max_bytes)} cap (fsize {fmt_bytes(max(spec.output_max_bytes + 1, spec.tmp_size_mb * MIB))})")
+                f"{fmt_bytes(spec.output_max_bytes)} cap (fsize {fmt_bytes(sandbox.fsize_bytes(spec))})")
     if name == "log_flood":
         return (f"{fmt_bytes(len(run.log))} kept, {fmt_bytes(poll.log_file_peak)} on disk",
                 f"{fmt_bytes(spec.log_max_bytes)} kept, {fmt_bytes(2 * sandbox.log_file_bytes(spec))} on disk")
@@ -179,11 +179,11 @@ def run_attacks(client: Any, work: Path, only: set[str]) -> list[list[str]]:
             image = images.build_busybox_image(client, "#!/bin/sh\n" + attack.script(ctx), workdir=work / "img",
                                                **attack.image_opts)
             built.append(image)
-            # The spec seams.run_sandbox builds for a challenge with these limits.
-            spec = sandbox.SandboxSpec(image_id=image, name=f"hub-bench-hostile-{os.getpid()}-{attack.name}",
-                                       output_dir=work / f"out-{attack.name}", input_dir=data / "inputs",
-                                       time_limit_s=attack.time_limit_s, memory_mb=attack.memory_mb, cpus=1.0,
-                                       log_max_bytes=jobs.LOG_CAP_BYTES)
+            # The very spec seams.run_sandbox builds for a challenge with these limits.
+            spec = seams.sandbox_spec(image_id=image, name=f"hub-bench-hostile-{os.getpid()}-{attack.name}",
+                                      output_dir=work / f"out-{attack.name}", input_dir=data / "inputs",
+                                      time_limit_s=attack.time_limit_s, memory_mb=attack.memory_mb, cpus=1.0,
+                                      device_ids=[], log_max_bytes=jobs.LOG_CAP_BYTES)
             poll = Poller(client, spec.name)
             poll.start()
             t0 = time.monotonic()

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionStatus
-from evaluator import dispatch, queues, seams, state
+from evaluator import dispatch, instance, queues, seams, state
 from evaluator.models import WorkerNode
 from hub.db import session_scope
 from hub.models import utcnow
@@ -131,14 +131,20 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
                                         challenge_id=challenge.id, accel_class=accel_class,  # type: ignore[arg-type]
                                         count=challenge.accelerators, node=rt.node, ttl_s=LEASE_TTL_S)
             if lease is None:
-                # No free device on this node now (a race the dispatcher's free-device check narrows), or
-                # this attempt's lease already ended: either way the work goes to a new attempt, counted
-                # and bounded like any other hand-back.
                 from evaluator.reaper import SweepReport, give_back
 
-                time.sleep(0.5)
-                give_back(session, state.get(session, submission_id), "no device was free on node " + rt.node,
-                          SweepReport())
+                if seams.attempt_lease_ended(session, submission_id, attempt):
+                    # RQ retried this attempt after an infrastructure error, but its lease ended meanwhile
+                    # (it expired, or a sweep released it): it never comes back to this attempt, and its
+                    # devices may be another run's by now. Retrying the same attempt cannot help.
+                    why = "its device lease ended before the retry could run"
+                else:
+                    # No free device on this node now: a race the dispatcher's free-device check narrows.
+                    time.sleep(0.5)
+                    why = "no device was free on node " + rt.node
+                # Either way the work goes to a new attempt, and the hand-back is counted as the platform's
+                # failure and bounded by HUB_MAX_ATTEMPTS, so a submission can never cycle for ever.
+                give_back(session, state.get(session, submission_id), why, SweepReport())
                 return "no-device"
         result = run_attempt(session, conn, rt, sub, challenge, phase, accel_class, lease)
         if not state.finish(session, submission_id, attempt, result):
@@ -181,7 +187,7 @@ def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:
         try:
             from evaluator import sandbox
 
-            sandbox.kill_and_remove(docker_client(), state.container_name_for(submission_id, attempt))
+            sandbox.kill_and_remove(docker_client(), container_name(session, submission_id, attempt))
         except Exception:  # noqa: BLE001 - the reaper removes it otherwise
             log.exception("could not remove the container of submission %s attempt %s", submission_id, attempt)
         from evaluator.reaper import SweepReport, give_back
@@ -210,6 +216,17 @@ def _infra_failure(session: Session, submission_id: int, attempt: int, detail: s
     return Outcome.INFRA_ERROR
 
 
+def container_name(session: Session, submission_id: int, attempt: int) -> str:
+    """The sandbox container name of one attempt of this platform instance (evaluator.instance)."""
+    return state.container_name_for(submission_id, attempt, instance=instance.of_session(session))
+
+
+def container_labels(session: Session, node: str, submission_id: int, attempt: int) -> dict[str, str]:
+    """Labels that say whose a container is: the reaper removes only its own instance's orphans."""
+    return {instance.LABEL: instance.of_session(session), instance.NODE_LABEL: node,
+            "hub.submission": str(submission_id), "hub.attempt": str(attempt)}
+
+
 def _set_current(session: Session, node: str, submission_id: int | None) -> None:
     try:
         row = session.exec(WorkerNode.__table__.select().where(WorkerNode.name == node)).first()  # type: ignore[attr-defined]
@@ -225,17 +242,23 @@ def _set_current(session: Session, node: str, submission_id: int | None) -> None
 def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, challenge: Challenge, phase: Phase,
                 accel_class: str, lease: Any | None) -> state.Result:
     """Run the image in the sandbox and score it; returns the final result (raises InfraError only)."""
+    import docker.errors
+
     from evaluator.intake import ImageRejected
     from evaluator.sandbox import SandboxInfraError
 
     attempt = sub.attempt
-    name = state.container_name_for(sub.id, attempt)  # type: ignore[arg-type]
+    name = container_name(session, sub.id, attempt)  # type: ignore[arg-type]
+    labels = container_labels(session, rt.node, sub.id, attempt)  # type: ignore[arg-type]
     dataset = seams.dataset_for(session, challenge.id, phase.split)  # type: ignore[arg-type]
     if dataset is None:
         raise InfraError(f"the challenge has no test data for split {phase.split!r}")
-    client = docker_client()
     workdir = Path(rt.data_dir) / "runs" / name
     try:
+        try:
+            client = docker_client()
+        except docker.errors.DockerException as err:
+            raise InfraError(f"Docker is not answering: {err}") from err
         try:
             ensure_image(client, rt, sub)
             seams.inspect_image(client, sub.image_id, max_image_bytes=rt.max_image_bytes)
@@ -253,7 +276,8 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
         try:
             run = seams.run_sandbox(client, name=name, image_id=sub.image_id, input_dir=Path(dataset.inputs_dir),
                                     output_dir=output_dir, time_limit_s=time_limit, memory_mb=challenge.memory_mb,
-                                    cpus=challenge.cpus, device_ids=device_ids, log_max_bytes=LOG_CAP_BYTES)
+                                    cpus=challenge.cpus, device_ids=device_ids, log_max_bytes=LOG_CAP_BYTES,
+                                    labels=labels)
         except SandboxInfraError as err:
             raise InfraError(str(err)) from err
         finally:
@@ -271,12 +295,12 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             outcome, reason = verdict
             return state.Result(SubmissionStatus.FAILED, outcome, reason, exit_code=run.exit_code, **base)
         try:
-            scores = score(client, rt, sub, challenge, dataset.truth_path, output_dir, workdir)
+            scores = score(client, rt, sub, challenge, dataset.truth_path, output_dir, workdir, name, labels)
         except ScoreRefused as err:
             return state.Result(SubmissionStatus.FAILED, err.outcome, err.detail, exit_code=run.exit_code, **base)
         return state.Result(SubmissionStatus.SCORED, Outcome.SCORED, "", exit_code=run.exit_code, scores=scores,
                             primary_score=scores.get(challenge.metric), **base)
-    except (OSError, RedisError) as err:
+    except (OSError, RedisError, docker.errors.DockerException) as err:
         raise InfraError(f"{err.__class__.__name__}: {err}") from err
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -316,14 +340,14 @@ class ScoreRefused(Exception):
 
 
 def score(client: Any, rt: Runtime, sub: Submission, challenge: Challenge, truth_path: str, output_dir: Path,
-          workdir: Path) -> dict[str, float]:
+          workdir: Path, name: str, labels: dict[str, str]) -> dict[str, float]:
     """Scores from the challenge's metric in this process, or from the organiser's scoring image."""
     from evaluator.scoring import OutputError, TruthError
 
     pred = output_dir / challenge.output_file
     metrics = [challenge.metric] + [m for m in challenge.extra_metrics if m != challenge.metric]
     if challenge.scoring_image:
-        return score_with_image(client, sub, challenge, pred, Path(truth_path), workdir, metrics)
+        return score_with_image(client, challenge, pred, Path(truth_path), workdir, metrics, name + "-score", labels)
     try:
         return seams.score_file(pred, Path(truth_path), challenge.id_column, challenge.prediction_column, metrics)
     except OutputError as err:
@@ -332,8 +356,8 @@ def score(client: Any, rt: Runtime, sub: Submission, challenge: Challenge, truth
         raise InfraError(f"the organiser's truth file cannot be used: {err.detail}") from err
 
 
-def score_with_image(client: Any, sub: Submission, challenge: Challenge, pred: Path, truth: Path, workdir: Path,
-                     metrics: list[str]) -> dict[str, float]:
+def score_with_image(client: Any, challenge: Challenge, pred: Path, truth: Path, workdir: Path,
+                     metrics: list[str], name: str, labels: dict[str, str]) -> dict[str, float]:
     """Run the organiser's scorer under the same sandbox with the predictions and the truth, no team code.
 
     The scorer sees /input/predictions/<output file> and /input/truth/<truth file>, and writes
@@ -352,10 +376,10 @@ def score_with_image(client: Any, sub: Submission, challenge: Challenge, pred: P
     shutil.copyfile(truth, inputs / "truth" / truth.name)
     out = workdir / "scorer-output"
     try:
-        run = seams.run_sandbox(client, name=state.container_name_for(sub.id, sub.attempt) + "-score",  # type: ignore[arg-type]
-                                image_id=challenge.scoring_image, input_dir=inputs, output_dir=out,
-                                time_limit_s=min(600, challenge.time_limit_s), memory_mb=challenge.memory_mb,
-                                cpus=challenge.cpus, device_ids=[], log_max_bytes=LOG_CAP_BYTES)
+        run = seams.run_sandbox(client, name=name, image_id=challenge.scoring_image, input_dir=inputs,
+                                output_dir=out, time_limit_s=min(600, challenge.time_limit_s),
+                                memory_mb=challenge.memory_mb, cpus=challenge.cpus, device_ids=[],
+                                log_max_bytes=LOG_CAP_BYTES, labels=labels)
     except SandboxInfraError as err:
         raise InfraError(str(err)) from err
     if run.exit_code != 0 or run.timed_out or run.oom_killed:
@@ -468,7 +492,7 @@ def cancel_submission(session: Session, redis_url: str | None, submission_id: in
             log.warning("could not reach Redis to stop %s; the worker stops it itself", before.job_id)
     if before.status == SubmissionStatus.RUNNING:
         try:
-            sandbox.kill_and_remove(docker_client(), state.container_name_for(submission_id, before.attempt))
+            sandbox.kill_and_remove(docker_client(), container_name(session, submission_id, before.attempt))
         except Exception:  # noqa: BLE001 - on another node its own watcher and reaper stop it
             log.info("container of submission %s is not on this node", submission_id)
     _audit(session, record, actor_id, "submission.cancel", submission_id, {"was": before.status})
@@ -541,7 +565,7 @@ def ops_overview(session: Session, redis_url: str | None, failures: int = 20) ->
     containers: list[dict[str, Any]] = []
     error = None
     try:
-        for c in sandbox.list_hub_containers(docker_client()):
+        for c in sandbox.list_hub_containers(docker_client(), {instance.LABEL: instance.of_session(session)}):
             containers.append({"name": c.name, "status": c.status, "short_id": c.short_id})
     except Exception as err:  # noqa: BLE001 - the page still shows the rest without Docker
         error = f"{err.__class__.__name__}: {err}"[:300]

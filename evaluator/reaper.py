@@ -7,7 +7,8 @@ One sweep, in order:
    attempt. After MAX_ATTEMPTS the submission fails as the platform's fault (infra_error, never counted);
 2. leases held by an attempt that is over are released, expired ones ended;
 3. waiting work that no live node can run (more devices than any node of the class has) fails with why;
-4. containers of this node whose attempt is over (orphans) are killed and removed;
+4. containers of this platform instance on this node's engine whose attempt is over (orphans) are killed
+   and removed; another instance's containers on the same engine are never touched (evaluator.instance);
 5. the dispatcher tops up the queues.
 Steps 1–3 run on one node at a time (a Redis lock); step 4 runs on every node, for its own Docker engine.
 It runs inside each worker (`flask --app app worker`, every `--reaper-interval` seconds) and on its own as
@@ -25,7 +26,7 @@ from redis import Redis
 from sqlmodel import Session
 
 from challenges.models import Challenge, Outcome, Submission, SubmissionStatus
-from evaluator import dispatch, queues, seams, state
+from evaluator import dispatch, instance, queues, seams, state
 from hub.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,19 @@ def fail_unrunnable(session: Session, report: SweepReport) -> None:
 
 
 def remove_orphan_containers(session: Session, client: Any, report: SweepReport) -> None:
+    """Kill and remove this instance's containers whose attempt is not running.
+
+    Only this platform instance's (by its label and its name, evaluator.instance): another instance on the
+    same engine has its own database, in which its live runs are running, and its own reaper.
+    """
     from evaluator import sandbox
 
-    for name in seams.hub_container_names(client):
+    own = instance.of_session(session)
+    for name in seams.hub_container_names(client, {instance.LABEL: own}):
         parsed = state.parse_container_name(name)
-        if parsed is None:
+        if parsed is None or parsed[0] != own:
             continue
-        sub_id, attempt = parsed
+        _own, sub_id, attempt = parsed
         sub = session.get(Submission, sub_id, populate_existing=True)
         if sub is not None and sub.status == SubmissionStatus.RUNNING and sub.attempt == attempt:
             continue

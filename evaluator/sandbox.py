@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SANDBOX_USER = "65534:65534"
 LABEL = "hub.sandbox"
 MIB = 1 << 20
+DEFAULT_TMP_MB = 256
 # Image env that could reach devices outside the lease or inject code; the runner always sets these.
 GUARDED_ENV_PREFIXES = ("NVIDIA_", "LD_")
 _ALWAYS_EMPTY = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "NVIDIA_MIG_CONFIG_DEVICES",
@@ -61,7 +62,7 @@ class SandboxSpec:
     memory_mb: int = 2048
     cpus: float = 1.0
     pids_limit: int = 256
-    tmp_size_mb: int = 256
+    tmp_size_mb: int = DEFAULT_TMP_MB
     output_max_bytes: int = 64 * MIB
     output_max_files: int = 10_000
     log_max_bytes: int = 1 * MIB
@@ -133,10 +134,30 @@ def sandbox_env(spec: SandboxSpec) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def tmp_size_for(memory_mb: int, default_mb: int = DEFAULT_TMP_MB) -> int:
+    """/tmp's cap under a memory limit: half of it at most.
+
+    tmpfs pages are charged to the container's memory cgroup, so a /tmp as large as the memory limit turns
+    "filled /tmp" into an OOM kill (memory_limit) instead of the plain ENOSPC a model can handle, and leaves
+    the model no memory of its own.
+    """
+    return max(1, min(default_mb, memory_mb // 2))
+
+
+def fsize_bytes(spec: SandboxSpec) -> int:
+    """RLIMIT_FSIZE: no single file, in /output or /tmp, may grow past the output cap + 1 byte.
+
+    The cap + 1 (not the cap) lets the watcher and the final measure see "over the cap" for a file stopped
+    by the limit. The limit is per process, not per mount, so it holds a single /tmp file too; /tmp as a
+    whole is bounded by its tmpfs size (tmp_size_for).
+    """
+    return spec.output_max_bytes + 1
+
+
 def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
     """The HostConfig of DESIGN.md's sandbox profile, as docker SDK keyword arguments."""
     memory = f"{spec.memory_mb}m"
-    fsize = max(spec.output_max_bytes + 1, spec.tmp_size_mb * MIB)
+    fsize = fsize_bytes(spec)
     mounts = [Mount(target="/output", source=str(Path(spec.output_dir).resolve()), type="bind", read_only=False)]
     if spec.input_dir is not None:
         mounts.insert(0, Mount(target="/input", source=str(Path(spec.input_dir).resolve()), type="bind",

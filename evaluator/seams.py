@@ -153,6 +153,15 @@ def release_attempt_leases(session: Session, submission_id: int, attempt: int) -
     return released
 
 
+def attempt_lease_ended(session: Session, submission_id: int, attempt: int) -> bool:
+    """Whether this attempt had a lease that has ended (released or expired): it can never get one back."""
+    from evaluator.quota.models import Lease
+
+    lease = session.exec(select(Lease).where(Lease.submission_id == submission_id, Lease.attempt == attempt)
+                         .execution_options(populate_existing=True)).first()
+    return lease is not None and lease.released_at is not None
+
+
 def register_node(session: Session, node: str, devices: list[dict[str, Any]]) -> None:
     from evaluator.quota.inventory import register_node as _register
 
@@ -168,20 +177,30 @@ def score_file(pred_path: Path, truth_path: Path, id_column: str, prediction_col
 
 
 # ---------------------------------------------------------------- sandbox and images
+def sandbox_spec(*, name: str, image_id: str, input_dir: Path | None, output_dir: Path, time_limit_s: float,
+                 memory_mb: int, cpus: float, device_ids: list[str], log_max_bytes: int,
+                 labels: dict[str, str] | None = None) -> Any:
+    """The sandbox's SandboxSpec for a run under a challenge's limits (bench/hostile_table.py uses it too)."""
+    from evaluator import sandbox
+
+    # Devices declared by count in ACCELERATORS ("class:2") get FAKE-… ids: they are leased and metered
+    # like real ones, but there is nothing for Docker to attach.
+    real_devices = [d for d in device_ids if not str(d).startswith("FAKE-")]
+    return sandbox.SandboxSpec(image_id=image_id, name=name, output_dir=output_dir, input_dir=input_dir,
+                               time_limit_s=time_limit_s, memory_mb=memory_mb, cpus=cpus,
+                               tmp_size_mb=sandbox.tmp_size_for(memory_mb), device_ids=real_devices,
+                               log_max_bytes=log_max_bytes, labels=dict(labels or {}))
+
+
 def run_sandbox(client: Any, *, name: str, image_id: str, input_dir: Path | None, output_dir: Path,
                 time_limit_s: float, memory_mb: int, cpus: float, device_ids: list[str],
                 log_max_bytes: int, labels: dict[str, str] | None = None) -> Any:
     """One sandboxed container run; returns the sandbox's RunResult (raises SandboxInfraError)."""
     from evaluator import sandbox
 
-    # Devices declared by count in ACCELERATORS ("class:2") get FAKE-… ids: they are leased and metered
-    # like real ones, but there is nothing for Docker to attach.
-    real_devices = [d for d in device_ids if not str(d).startswith("FAKE-")]
-    spec = sandbox.SandboxSpec(image_id=image_id, name=name, output_dir=output_dir, input_dir=input_dir,
-                               time_limit_s=time_limit_s, memory_mb=memory_mb, cpus=cpus,
-                               device_ids=real_devices, log_max_bytes=log_max_bytes,
-                               labels=dict(labels or {}))
-    return sandbox.run(client, spec)
+    return sandbox.run(client, sandbox_spec(name=name, image_id=image_id, input_dir=input_dir, output_dir=output_dir,
+                                            time_limit_s=time_limit_s, memory_mb=memory_mb, cpus=cpus,
+                                            device_ids=device_ids, log_max_bytes=log_max_bytes, labels=labels))
 
 
 def inspect_image(client: Any, image_id: str, *, max_image_bytes: int) -> Any:
@@ -190,10 +209,11 @@ def inspect_image(client: Any, image_id: str, *, max_image_bytes: int) -> Any:
     return inspect_for_run(client, image_id, max_image_bytes=max_image_bytes)
 
 
-def hub_container_names(client: Any) -> list[str]:
+def hub_container_names(client: Any, labels: dict[str, str] | None = None) -> list[str]:
+    """Names of the sandbox containers on this engine, optionally only those with these label values."""
     from evaluator import sandbox
 
-    return [c.name for c in sandbox.list_hub_containers(client)]
+    return [c.name for c in sandbox.list_hub_containers(client, labels)]
 
 
 def live_log_snapshot(client: Any, name: str, max_bytes: int) -> bytes:

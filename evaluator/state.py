@@ -32,18 +32,22 @@ def job_id_for(submission_id: int, attempt: int) -> str:
     return f"sub-{submission_id}-a{attempt}"
 
 
-def container_name_for(submission_id: int, attempt: int) -> str:
-    """The fixed container name of one attempt (the reaper finds orphans by it)."""
-    return f"hub-sub-{submission_id}-a{attempt}"
+def container_name_for(submission_id: int, attempt: int, *, instance: str) -> str:
+    """The fixed container name of one attempt of one platform instance (the reaper finds orphans by it).
+
+    The instance id (evaluator.instance) keeps two instances that share a Docker engine, whose submission
+    ids overlap, from ever naming (and so replacing or removing) each other's containers.
+    """
+    return f"hub-{instance}-sub-{submission_id}-a{attempt}"
 
 
-def parse_container_name(name: str) -> tuple[int, int] | None:
-    """(submission id, attempt) from a name made by container_name_for (with an optional -suffix), else None."""
+def parse_container_name(name: str) -> tuple[str, int, int] | None:
+    """(instance, submission id, attempt) from a name made by container_name_for (with an optional -suffix)."""
     m = _NAME_RE.match(name.lstrip("/"))
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return (m.group(1), int(m.group(2)), int(m.group(3))) if m else None
 
 
-_NAME_RE = re.compile(r"^hub-sub-(\d+)-a(\d+)(?:-[a-z]+)?$")
+_NAME_RE = re.compile(r"^hub-([a-z0-9]{1,16})-sub-(\d+)-a(\d+)(?:-[a-z]+)?$")
 
 
 def _cas(session: Session, where: list[Any], values: dict[str, Any], also: Any = None) -> bool:

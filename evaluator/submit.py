@@ -66,8 +66,17 @@ class SubmitContext:
     est_wait_s: float | None
 
 
-def context(session: Session, slug: str, user: User) -> SubmitContext:
+def _visible_challenge(session: Session, slug: str, user: User | None) -> Challenge:
+    """The challenge at this address as `user` may see it: a draft is not there but for its own city."""
+    from challenges.challenges import require_visible
+
     challenge = seams.challenge_by_slug(session, slug)
+    require_visible(user, challenge)
+    return challenge
+
+
+def context(session: Session, slug: str, user: User) -> SubmitContext:
+    challenge = _visible_challenge(session, slug, user)
     phase = seams.current_phase(session, challenge)
     team = seams.team_for_user(session, challenge.id, user.id) if user is not None else None  # type: ignore[arg-type]
     refusal: DomainError | None = None
@@ -119,7 +128,7 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
     from evaluator.jobs import image_archive_path
     from evaluator.sandbox import SandboxInfraError
 
-    challenge = seams.challenge_by_slug(session, slug)
+    challenge = _visible_challenge(session, slug, user)
     phase, team = _check(session, challenge, seams.current_phase(session, challenge),
                          seams.team_for_user(session, challenge.id, user.id))  # type: ignore[arg-type]
     uploads = Path(settings.data_dir) / "uploads"
@@ -155,7 +164,7 @@ def submit_registry(session: Session, *, slug: str, user: User, reference: str,
     if not reference:
         raise DomainError(N_("Name the image in the center's registry, e.g. registry.example:5000/team/model:v1."),
                           field="image")
-    challenge = seams.challenge_by_slug(session, slug)
+    challenge = _visible_challenge(session, slug, user)
     phase, team = _check(session, challenge, seams.current_phase(session, challenge),
                          seams.team_for_user(session, challenge.id, user.id))  # type: ignore[arg-type]
     try:

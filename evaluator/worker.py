@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 from typing import Any
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 RESTART_DELAY_S = 1.0
+HORSE_WAIT_S = 15 * 60.0   # at most this long for an orphaned horse after a Redis outage (then it is killed)
 
 
 class NodeWorker(Worker):
@@ -79,6 +81,8 @@ class NodeWorker(Worker):
                     client = None
                 with session_scope(self.database_url) as session:
                     reaper.sweep(session, self.connection, client)
+        except RedisError as err:
+            log.warning("node %s: reaper sweep skipped, Redis is not answering (%s)", self.node, err)
         except Exception:  # noqa: BLE001 - a failed tick must not stop the worker; the next one retries
             log.exception("node %s: heartbeat or reaper sweep failed", self.node)
 
@@ -148,19 +152,90 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
                                 registry_allowlist=tuple(h.strip() for h in str(allow).split(",") if h.strip())))
     register(config["DATABASE_URL"], node, classes, devices)
     log.info("node %s: queues %s, devices %s", node, classes, [d["uuid"] for d in devices])
+    stop = StopSignals()
     generation = 0
+    worked = False
     while True:
         generation += 1
-        worker = NodeWorker([queues.queue_name(c) for c in classes], node=node, classes=classes, devices=devices,
-                            database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
-                            reaper_interval=reaper_interval, generation=generation)
+        worker: NodeWorker | None = None
         try:
+            # Inside the try: building an RQ worker already talks to Redis (CLIENT SETNAME).
+            worker = NodeWorker([queues.queue_name(c) for c in classes], node=node, classes=classes,
+                                devices=devices, database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
+                                reaper_interval=reaper_interval, generation=generation)
             worker.node_tick(force=True)
-            worked = worker.work(burst=burst, logging_level=logging_level)
+            if stop.count:
+                return worked
+            worked = worker.work(burst=burst, logging_level=logging_level) or worked
         except (RedisError, ValueError):
-            worked = False
-        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            pass
+        # RQ's signal handlers belong to the worker that just left; from here until the next one runs, a
+        # SIGTERM / Ctrl-C is recorded here (a handler of the old worker would talk to a Redis that is gone).
+        stop.install()
+        if burst or stop.count or (worker is not None and (worker._stop_requested
+                                                           or worker._shutdown_requested_date is not None)):
             return worked   # asked to stop (SIGTERM / Ctrl-C), or a burst that ran dry
-        # RQ leaves its loop when Redis goes away; the node waits for it to come back instead of dying.
+        # RQ leaves its loop when Redis goes away, possibly in the middle of a job whose work horse still runs.
+        if worker is not None and worker.horse_pid:
+            settle_horse(worker, stop)
+        # The node waits for Redis to come back instead of dying, then starts a worker under a fresh name.
         log.warning("node %s: lost Redis; starting again in %s s", node, RESTART_DELAY_S)
-        time.sleep(RESTART_DELAY_S)
+        if stop.wait(RESTART_DELAY_S):
+            return worked
+
+
+class StopSignals:
+    """SIGTERM / SIGINT counted while no RQ worker is running (between two incarnations of the node's worker)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._received)
+        signal.signal(signal.SIGINT, self._received)
+
+    def _received(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        log.info("signal %s: the node stops after its current job", signum)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as a stop was asked for."""
+        deadline = time.monotonic() + seconds
+        while not self.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return bool(self.count)
+
+
+def settle_horse(worker: NodeWorker, stop: StopSignals, limit_s: float = HORSE_WAIT_S) -> None:
+    """Let the work horse of a worker that lost Redis mid-job finish before another worker starts.
+
+    The horse writes its result to the database, which needs no Redis, so its run is not wasted; and the
+    node never runs two jobs at once. Meanwhile the node keeps heart-beating and sweeping (once Redis is
+    back, the reaper hands a run whose RQ job was lost to a new attempt, and the horse's watcher then stops
+    its container, so the wait is short). After `limit_s`, or a second stop signal (Ctrl-C twice: a cold
+    stop), the horse is killed; the reaper removes its container and re-queues its work.
+    """
+    pid = worker.horse_pid
+    deadline = time.monotonic() + limit_s
+    log.warning("node %s: lost Redis while horse %s runs; waiting for it to finish", worker.node, pid)
+    while True:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return   # already reaped
+        if done:
+            log.info("node %s: horse %s finished", worker.node, pid)
+            return
+        if stop.count >= 2 or time.monotonic() > deadline:
+            log.warning("node %s: killing horse %s", worker.node, pid)
+            try:
+                os.killpg(os.getpgid(pid), signal.SIGKILL)   # the horse leads its own process group
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            return
+        worker.node_tick()
+        time.sleep(0.2)

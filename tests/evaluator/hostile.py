@@ -123,10 +123,10 @@ RUN_ATTACKS: list[Attack] = [
            Outcome.TIME_LIMIT, memory_mb=128),
     Attack("memory_bomb", "a string doubling forever", _fixed('x=0123456789abcdef\nwhile :; do x="$x$x"; done\n'),
            Outcome.MEMORY_LIMIT),
-    # /tmp is a tmpfs and tmpfs pages are charged to the container's memory: with /tmp's cap (256 MiB)
-    # above the memory limit, filling /tmp ends as memory_limit, even though the model goes on.
+    # /tmp is a tmpfs, whose pages are charged to the container's memory; the pipeline caps it at half the
+    # memory limit, so filling it is a plain "No space left on device" and the model goes on to score.
     Attack("tmp_fill", "1000 MiB into /tmp", _fixed("dd if=/dev/zero of=/tmp/fill bs=1M count=1000\n" + MODEL),
-           Outcome.MEMORY_LIMIT),
+           Outcome.SCORED),
     Attack("output_fill", "1000 MiB into /output", _fixed("dd if=/dev/zero of=/output/big bs=1M count=1000\n" + MODEL),
            Outcome.BAD_OUTPUT),
     Attack("log_flood", "1 GiB to stdout", _fixed("dd if=/dev/zero bs=1M count=1024 2>/dev/null | tr '\\0' 'x'\n"

@@ -37,23 +37,12 @@ def test_kill9_of_parent_horse_and_both_in_the_middle_of_20_runs(session, db_url
     assert len(report.requeue_s) >= 2, report.figures()
 
 
-# The node's restart loop after a Redis outage (evaluator/worker.py run_worker) builds a new NodeWorker with
-# the same name "<node>.<pid>"; RQ refuses it ("There exists an active worker named … already") and the node
-# process exits, so the queued work waits for a node that never comes back. Reported to the lead; remove
-# this mark once the loop uses a fresh name per NodeWorker (or deregisters the old one).
-@pytest.mark.xfail(reason="worker.py restart loop reuses the RQ worker name after a Redis restart", strict=False)
 def test_redis_restart_mid_queue_loses_nothing(session, db_url, tmp_path, model):
     report = fault_drills.restart_redis(session, db_url, tmp_path, model, runs=10)
     assert_clean(report)
     assert report.outcomes == {"scored": 10}, report.figures()
 
 
-# After an infrastructure error RQ retries the same attempt, but that attempt's lease was released by the
-# failed try, so leases.acquire answers None and evaluator/jobs.py _evaluate takes it for "no free device":
-# it requeues under a new attempt without counting an infra failure or checking HUB_MAX_ATTEMPTS. When the
-# runs keep failing (here their containers vanished under them) the submission cycles through attempts
-# forever (attempt 61 seen). Reported to the lead; remove this mark once that path is bounded.
-@pytest.mark.xfail(reason="jobs.py: a retried attempt whose lease ended is requeued without bound", strict=False)
 def test_docker_engine_refusing_calls_is_retried_then_infra_error_never_counted(session, db_url, redis_url,
                                                                                 redis_conn, tmp_path, model):
     report = fault_drills.docker_refuses(session, db_url, redis_url, tmp_path, model)

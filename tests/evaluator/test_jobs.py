@@ -5,7 +5,7 @@ import pytest
 from sqlmodel import select
 
 from challenges.models import Challenge, Submission
-from evaluator import submit
+from evaluator import jobs, submit
 from evaluator.quota.models import LedgerLine
 from tests.evaluator.pipeline import (MODEL_075, PERFECT_MODEL, Nodes, ended, fresh, pipeline_env, slow_model,
                                       tagged, wait_for)
@@ -117,7 +117,8 @@ def test_killing_the_worker_and_its_horse_mid_run_still_scores_once(session, tmp
     assert done.worker == second.name and done.attempt == 2
     # Scored once: one metered run, one final result; the orphaned container of attempt 1 is gone.
     assert len(session.exec(select(LedgerLine).where(LedgerLine.submission_id == sub.id)).all()) == 1
-    wait_for(lambda: not [c for c in docker_client.containers.list(all=True) if c.name.startswith(f"hub-sub-{sub.id}-")],
+    prefix = jobs.container_name(session, sub.id, 1)
+    wait_for(lambda: not [c for c in docker_client.containers.list(all=True) if c.name.startswith(prefix)],
              15, what="orphan removal")
 
 
@@ -140,12 +141,10 @@ def test_killing_only_the_work_horse_hands_the_work_to_a_new_attempt(session, tm
 
 
 def test_cancel_stops_the_running_container(session, tmp_path, busybox_image, redis_url, nodes, docker_client):
-    from evaluator import jobs
-
     setup = make_eval_setup(session, tmp_path, time_limit_s=60)
     sub = queue(session, setup, busybox_image(slow_model(50)), redis_url)
     nodes.start("n1")
-    name = f"hub-sub-{sub.id}-a1"
+    name = jobs.container_name(session, sub.id, 1)
     wait_for(lambda: name in [c.name for c in docker_client.containers.list()], 60, what="the container")
 
     jobs.cancel_submission(session, redis_url, sub.id, actor_id=None)
