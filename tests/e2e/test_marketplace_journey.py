@@ -80,7 +80,7 @@ def test_gov_publishes_team_finds_and_applies_city_sees_it(page, live_server, lo
     assert "秦创智能科技有限公司" in row.first.inner_text() and "临空冷链仓储温控异常智能预警" in row.first.inner_text()
     screenshot(page, "gov-applications")
     with page.expect_navigation():
-        row.first.locator("a", has_text="打开").click()
+        row.first.locator("a", has_text="查看").click()
     with page.expect_download() as download:
         page.click(".attachments a")
     assert Path(download.value.path()).read_bytes() == PDF_BYTES
