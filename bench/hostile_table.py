@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -129,10 +130,13 @@ def ceiling(attack: hostile.Attack, spec: sandbox.SandboxSpec, run: Any, poll: P
         return f"{poll.pids_peak} pids{refused}", f"pids_limit {spec.pids_limit}"
     if name in ("memory_bomb", "tmp_fill"):
         reached = poll.mem_peak or run.peak_memory_bytes
-        extra = ""
         if name == "tmp_fill":
-            extra = f" (/tmp cap {spec.tmp_size_mb} MiB)"
-        return f"{fmt_bytes(reached)} memory", f"{spec.memory_mb} MiB{extra}"
+            # What dd got into /tmp before the tmpfs refused more: its own count of 1 MiB records, on stderr.
+            copied = re.search(r"(\d+)\+\d+ records out", log_text)
+            stop = "ENOSPC" if "No space left on device" in log_text else "no ENOSPC"
+            return (f"{fmt_bytes(int(copied.group(1)) * MIB) if copied else '?'} into /tmp ({stop}), "
+                    f"{fmt_bytes(reached)} memory", f"/tmp {spec.tmp_size_mb} MiB, memory {spec.memory_mb} MiB")
+        return f"{fmt_bytes(reached)} memory", f"{spec.memory_mb} MiB"
     if name in ("output_fill", "oversized_prediction"):
         return (f"{fmt_bytes(run.output_bytes)} written",
                 f"{fmt_bytes(spec.output_max_bytes)} cap (fsize {fmt_bytes(sandbox.fsize_bytes(spec))})")

@@ -52,7 +52,7 @@ class SandboxInfraError(Exception):
 
 @dataclass
 class SandboxSpec:
-    """Everything one sandboxed run needs; `name` is fixed per attempt (e.g. "hub-sub-12-a1")."""
+    """Everything one sandboxed run needs; `name` is fixed per attempt (e.g. "hub-3b92e65d0a-sub-12-a1")."""
 
     image_id: str
     name: str

@@ -389,6 +389,8 @@ def database_unavailable(session: Session, db_url: str, redis_url: str, workdir:
         d.submit(runs)
         node = d.node("node-db")
         running = d.wait_running(node)
+        # End this process's own read transaction first: on PostgreSQL the lock below would wait for it for ever.
+        session.commit()
         t0 = time.monotonic()
         hold_database(db_url, hold_s)
         held = time.monotonic() - t0

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from evaluator import sandbox
+from evaluator import sandbox, seams
 from evaluator.sandbox import SandboxSpec
 
 pytestmark = pytest.mark.docker
@@ -125,6 +125,33 @@ def test_output_single_file_fill_is_stopped(docker_client, busybox_image, tmp_pa
     assert result.outcome == "output_too_large"
     # RLIMIT_FSIZE stopped the file one byte over the cap.
     assert (spec.output_dir / "big").stat().st_size == 2 * MIB + 1
+
+
+def test_a_larger_tmp_does_not_raise_the_single_file_cap(docker_client, busybox_image, tmp_path):
+    # /tmp may be larger than the output cap; one file written to /output (or /tmp) still stops at the cap.
+    script = ("dd if=/dev/zero of=/tmp/t bs=1M count=6 2>/dev/null; stat -c %s /tmp/t > /output/tmp_size\n"
+              "dd if=/dev/zero of=/output/big bs=1M count=500\nsleep 30\n")
+    spec = make_spec(busybox_image(script), tmp_path, output_max_bytes=2 * MIB, tmp_size_mb=16)
+    result = sandbox.run(docker_client, spec)
+    assert result.outcome == "output_too_large"
+    assert int((spec.output_dir / "tmp_size").read_text()) == 2 * MIB + 1
+    assert (spec.output_dir / "big").stat().st_size == 2 * MIB + 1
+
+
+def test_the_pipeline_keeps_tmp_within_half_the_memory_limit(tmp_path):
+    def spec(memory_mb: int) -> SandboxSpec:
+        return seams.sandbox_spec(name="hub-x", image_id="sha256:" + "a" * 64, input_dir=None,
+                                  output_dir=tmp_path / "out", time_limit_s=10, memory_mb=memory_mb, cpus=1.0,
+                                  device_ids=["FAKE-gpu-0", "GPU-1"], log_max_bytes=1024)
+
+    # tmpfs pages count against the memory limit: filling /tmp must be ENOSPC, never an OOM kill.
+    assert spec(64).tmp_size_mb == 32
+    assert spec(4096).tmp_size_mb == sandbox.DEFAULT_TMP_MB
+    assert spec(64).device_ids == ["GPU-1"]            # FAKE-… devices are metered, never attached
+    host = sandbox.host_config_kwargs(spec(64))
+    assert "size=32m" in host["tmpfs"]["/tmp"]
+    fsize = next(u for u in host["ulimits"] if u["Name"] == "fsize")
+    assert fsize["Soft"] == fsize["Hard"] == spec(64).output_max_bytes + 1
 
 
 def test_output_many_files_fill_is_stopped(docker_client, busybox_image, tmp_path):
