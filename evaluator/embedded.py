@@ -82,6 +82,8 @@ def run_embedded(create_app: Callable[..., Any]) -> None:
     atexit.register(_stop, worker)
     print(f"  worker:   one node (pid {worker.pid}); more: flask --app app worker --name NODE")
     print(f"\n  open http://127.0.0.1:{port}/\n", flush=True)
+    # A plain `kill` (SIGTERM) must stop the worker and the embedded redis-server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
     finally:
