@@ -24,6 +24,13 @@ bp = Blueprint("marketplace", __name__)
 api = Blueprint("marketplace_api", __name__, url_prefix="/api/v1")
 
 
+def _flash_form_errors(form) -> None:  # type: ignore[no-untyped-def]
+    """A button form that failed validation: its errors go to the flash area of the page it returns to."""
+    for errors in form.errors.values():
+        for text in errors:
+            flash(text, "error")
+
+
 # ---------------------------------------------------------------- helpers
 def viewer() -> User | None:
     return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
@@ -201,9 +208,7 @@ def edit(scenario_id: int):
 def set_status(scenario_id: int):
     form = StatusForm()
     if not form.validate():
-        for errors in form.errors.values():
-            for text in errors:
-                flash(text, "error")
+        _flash_form_errors(form)
         return redirect(url_for("marketplace.detail", scenario_id=scenario_id))
     try:
         scenario = scenarios.change_status(db(), current_user, scenario_id, form.to.data, form.note.data or "")
@@ -299,9 +304,7 @@ def review(application_id: int):
     if item is None:
         abort(404)
     if not form.validate():
-        for errors in form.errors.values():
-            for text in errors:
-                flash(text, "error")
+        _flash_form_errors(form)
     else:
         try:
             item = apps.review(db(), current_user, application_id, form.decision.data, form.reason.data or "")

@@ -6,14 +6,15 @@ import subprocess
 
 import pytest
 
+from tests.conftest import require
+
 from challenges.demo import BASELINES, CARGO_SLUG, PV_SLUG, cargo_rows, pv_rows
 
 
 @pytest.mark.parametrize("slug, rows, column", [(CARGO_SLUG, cargo_rows, "tonnes"), (PV_SLUG, pv_rows, "power_kw")])
 def test_baseline_script_writes_one_prediction_per_input_row(tmp_path, slug, rows, column):
     busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox not installed")
+    require(busybox is not None, "busybox (Debian's busybox-static)")
     (tmp_path / "input").mkdir()
     (tmp_path / "output").mkdir()
     inputs, _truth, _ys, expected = rows("public", 12)
