@@ -81,6 +81,16 @@ def _require_room(session: Session, team: Team, challenge: Challenge) -> None:
         raise DomainError(N_("The team is full (at most %(n)s members)."), code="team_full", n=challenge.max_team_size)
 
 
+def _add_member(session: Session, team: Team, challenge: Challenge, user: User, status: str) -> TeamMember:
+    """A membership waiting for the other side's yes: the captain's (pending) or the invitee's (invited)."""
+    _require_free(session, challenge.id, user)
+    _require_room(session, team, challenge)
+    row = TeamMember(team_id=team.id, challenge_id=challenge.id, user_id=user.id, status=status)
+    session.add(row)
+    session.commit()
+    return row
+
+
 def create_team(session: Session, actor: User, challenge: Challenge, name: str) -> Team:
     _require_team_role(actor)
     name = (name or "").strip()
@@ -109,12 +119,7 @@ def request_join(session: Session, actor: User, token: str) -> TeamMember:
     _require_team_role(actor)
     if challenge.status not in JOINABLE_STATUSES or team.status in CLOSED_TEAM_STATUSES:
         raise DomainError(N_("This team does not take new members now."))
-    _require_free(session, challenge.id, actor)
-    _require_room(session, team, challenge)
-    row = TeamMember(team_id=team.id, challenge_id=challenge.id, user_id=actor.id, status="pending")
-    session.add(row)
-    session.commit()
-    return row
+    return _add_member(session, team, challenge, actor, "pending")
 
 
 def invite_by_email(session: Session, captain: User, team: Team, email: str) -> TeamMember:
@@ -126,12 +131,7 @@ def invite_by_email(session: Session, captain: User, team: Team, email: str) -> 
     if user is None or not user.active:
         raise DomainError(N_("No account with this e-mail address. Send the invitation link instead."), field="email")
     _require_team_role(user)
-    _require_free(session, challenge.id, user)
-    _require_room(session, team, challenge)
-    row = TeamMember(team_id=team.id, challenge_id=challenge.id, user_id=user.id, status="invited")
-    session.add(row)
-    session.commit()
-    return row
+    return _add_member(session, team, challenge, user, "invited")
 
 
 def _pending_row(session: Session, team: Team, user_id: int, status: str) -> TeamMember:

@@ -24,6 +24,14 @@ bp = Blueprint("marketplace", __name__)
 api = Blueprint("marketplace_api", __name__, url_prefix="/api/v1")
 
 
+def _flash_refusal(err: DomainError) -> None:
+    """A button the rules refused: undo, and show why on the page it returns to (403/404 stay errors)."""
+    db().rollback()
+    if err.status in (403, 404):
+        raise err
+    flash(message(err), "error")
+
+
 def _flash_form_errors(form) -> None:  # type: ignore[no-untyped-def]
     """A button form that failed validation: its errors go to the flash area of the page it returns to."""
     for errors in form.errors.values():
@@ -213,10 +221,7 @@ def set_status(scenario_id: int):
     try:
         scenario = scenarios.change_status(db(), current_user, scenario_id, form.to.data, form.note.data or "")
     except DomainError as err:
-        db().rollback()
-        if err.status in (403, 404):
-            raise
-        flash(message(err), "error")
+        _flash_refusal(err)
     else:
         flash(gettext("The scenario is now: %(status)s.",
                       status=gettext(SCENARIO_STATUS_LABELS[scenario.status])), "success")
@@ -309,10 +314,7 @@ def review(application_id: int):
         try:
             item = apps.review(db(), current_user, application_id, form.decision.data, form.reason.data or "")
         except DomainError as err:
-            db().rollback()
-            if err.status in (403, 404):
-                raise
-            flash(message(err), "error")
+            _flash_refusal(err)
         else:
             flash(gettext("The application is now: %(status)s.",
                           status=gettext(APPLICATION_STATUS_LABELS[item.status])), "success")
@@ -328,10 +330,7 @@ def withdraw(application_id: int):
     try:
         apps.withdraw(db(), current_user, application_id)
     except DomainError as err:
-        db().rollback()
-        if err.status in (403, 404):
-            raise
-        flash(message(err), "error")
+        _flash_refusal(err)
     else:
         flash(gettext("The application was withdrawn."), "success")
     return redirect(url_for("marketplace.application", application_id=application_id))
