@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from hub.db import dispose_engines, get_engine
@@ -64,15 +65,30 @@ def engine(db_url: str):  # type: ignore[no-untyped-def]
     return get_engine(db_url)
 
 
-def _wipe(engine) -> None:  # type: ignore[no-untyped-def]
+def _wipe(engine, attempts: int = 8) -> None:  # type: ignore[no-untyped-def]
     tables = list(reversed(load_all().metadata.sorted_tables))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for t in tables:
-                conn.execute(t.delete())
+    # A module's worker node keeps beating and sweeping while a test ends; on PostgreSQL TRUNCATE takes its
+    # table locks one by one, so it can deadlock with that sweep. The server then cancels one side: when it
+    # is ours, take the locks again (the node's tick retries on its own).
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    names = ", ".join(f'"{t.name}"' for t in tables)
+                    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                else:
+                    for t in tables:
+                        conn.execute(t.delete())
+            return
+        except OperationalError as err:
+            if attempt == attempts or getattr(err.orig, "sqlstate", None) not in _LOCK_CONFLICTS:
+                raise
+            time.sleep(0.1 * attempt)
+
+
+# deadlock_detected, lock_not_available (lock_timeout)
+_LOCK_CONFLICTS = {"40P01", "55P03"}
 
 
 @pytest.fixture(autouse=True)
