@@ -84,14 +84,16 @@ class Poller(threading.Thread):
         cid = log_path = None
         pids_dir = mem_dir = None
         while not self.halt.is_set():
-            if cid is None:
+            if cid is None or not log_path or pids_dir is None:
+                # Docker names the log file, and the kernel makes the cgroup, when the container starts,
+                # which may be a moment after it is created: look again until both are there.
                 try:
                     attrs = self.client.api.inspect_container(self.name)
                     cid, log_path = attrs["Id"], attrs.get("LogPath")
-                    pids_dir, mem_dir = self._dirs(cid)
                 except Exception:  # noqa: BLE001 - not created yet
                     time.sleep(0.01)
                     continue
+                pids_dir, mem_dir = self._dirs(cid)
             if pids_dir is not None:
                 self.pids_peak = max(self.pids_peak, _read_int(pids_dir / "pids.current") or 0)
                 self.fork_refusals = _pids_events_max(pids_dir / "pids.events")
