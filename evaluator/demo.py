@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from challenges.models import Team, TeamMember
+from challenges.models import ChallengeStatus, Team, TeamMember
 from hub.errors import DomainError
 from hub.models import Organisation, User
 
@@ -52,6 +52,10 @@ def seed(session: Session, orgs: dict[str, Organisation], accounts: dict[str, Us
         for slug, script in BASELINES.items():
             try:
                 challenge = seams.challenge_by_slug(session, slug)
+                if challenge.status != ChallengeStatus.OPEN:
+                    # e.g. the awarded demo challenge: its board already shows the whole finished flow.
+                    print(f"  demo: {slug} is {challenge.status}, so it takes no new run; its board shows its results")
+                    continue
                 user = _submitter(session, challenge.id)  # type: ignore[arg-type]
                 if user is None:
                     print(f"  note: demo challenge {slug} has no approved team; no baseline submitted")
