@@ -10,9 +10,9 @@ from flask_login import current_user
 
 from challenges import challenges, datasets, leaderboard, outcomes, phases, submissions
 from challenges.models import Challenge, Phase, Team
-from hub.cache import VersionedCache, data_version, next_change
+from hub.cache import VersionedCache, next_change
 from hub.models import utcnow
-from hub.web import cached_response, db, json_error, login_required
+from hub.web import cached_response, db, json_error, login_required, request_version
 
 api = Blueprint("challenges_api", __name__, url_prefix="/api/v1")
 
@@ -87,8 +87,9 @@ def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
     phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c, now)
     if phase is None:
         return json_error(404, "not_found", gettext("No such phase.")), None
-    board = leaderboard.cached_build(session, c, phase, viewer=_viewer(), now=now)
-    key, version = (c.slug, board.view_key), data_version(session)
+    version = request_version()
+    board = leaderboard.cached_build(session, c, phase, viewer=_viewer(), now=now, version=version)
+    key = (c.slug, board.view_key)
     body = BOARD_JSON.get(key, version)
     if body is None:
         body = jsonify({

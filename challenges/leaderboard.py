@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -178,8 +179,11 @@ def clock_changes(phases: list[Phase], now: datetime) -> datetime | None:
 
 
 def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer: User | None,
-                 now: datetime | None = None) -> Board:
-    """build(), with the ranked rows kept per visibility class and viewer while the data stays the same."""
+                 now: datetime | None = None, version: Hashable | None = None) -> Board:
+    """build(), with the ranked rows kept per visibility class and viewer while the data stays the same.
+
+    `version` is the session's data version when the caller has read it already (a web request reads it once).
+    """
     now = now or utcnow()
     key = board_key(session, challenge, phase, viewer, now)
     _phase_id, private, hidden, frozen, viewer_id = key
@@ -188,7 +192,8 @@ def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer
                   view_key=key)
     if hidden:
         return board
-    version = data_version(session)
+    if version is None:
+        version = data_version(session)
     rows = BOARDS.get(key, version)
     if rows is None:
         rows = _rows(session, challenge, phase, viewer_id, frozen)

@@ -20,11 +20,11 @@ from challenges.forms import (AnswerForm, ChallengeForm, ConflictForm, DatasetFo
 from challenges.models import Challenge, Phase, Team, TeamMember
 from evaluator.metrics import REGISTRY
 from hub import audit
-from hub.cache import VersionedCache, data_version
+from hub.cache import VersionedCache
 from hub.errors import N_, DomainError, NotFound
 from hub.forms import EmptyForm
 from hub.models import Organisation, OrgKind, Role, User, utcnow
-from hub.web import cached_response, db, flash_error, login_required, role_required, translate_error
+from hub.web import cached_response, db, flash_error, login_required, request_version, role_required, translate_error
 from marketplace.models import Scenario
 
 bp = Blueprint("challenges", __name__)
@@ -364,9 +364,9 @@ def _leaderboard_page(slug: str) -> tuple[str, datetime | None]:
     challenge = _challenge(slug)
     phase_rows = challenges.phases_of(db(), challenge.id)
     phase = _board_phase(challenge, now)
-    board = leaderboard.cached_build(db(), challenge, phase, viewer=viewer(), now=now)
+    version = request_version()
+    board = leaderboard.cached_build(db(), challenge, phase, viewer=viewer(), now=now, version=version)
     key = (board.view_key, str(get_locale()))
-    version = data_version(db())
     parts = BOARD_HTML.get(key, version)
     if parts is None:
         table = Markup("" if board.hidden else render_template("challenges/_board_table.html", board=board))

@@ -21,6 +21,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import LockError
@@ -47,6 +48,16 @@ def live_workers(session: Session, accel_class: str | None = None) -> list[Worke
     since = utcnow() - timedelta(seconds=dead_after_s())
     nodes = session.exec(select(WorkerNode).where(WorkerNode.heartbeat_at >= since)).all()
     return [n for n in nodes if accel_class is None or accel_class in (n.queues or [])]
+
+
+def devices_of_class(devices: list[dict[str, Any]] | tuple[dict[str, Any], ...] | None, accel_class: str) -> int:
+    """How many of a node's declared devices are of this class."""
+    return sum(1 for d in (devices or []) if d.get("accel_class") == accel_class)
+
+
+def largest_node(session: Session, accel_class: str) -> int:
+    """The most devices of a class that one live node has."""
+    return max((devices_of_class(n.accelerators, accel_class) for n in live_workers(session, accel_class)), default=0)
 
 
 def target_depth(session: Session, accel_class: str) -> int:

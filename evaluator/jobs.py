@@ -173,10 +173,7 @@ def _will_retry() -> bool:
 
 def _largest_node(session: Session, accel_class: str, rt: Runtime) -> int:
     """The most devices of a class that one node has: this one, or another live one."""
-    own = sum(1 for d in rt.devices if d.get("accel_class") == accel_class)
-    nodes = dispatch.live_workers(session, accel_class)
-    return max([own, *(sum(1 for d in (n.accelerators or []) if d.get("accel_class") == accel_class)
-                       for n in nodes)])
+    return max(dispatch.devices_of_class(rt.devices, accel_class), dispatch.largest_node(session, accel_class))
 
 
 def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:

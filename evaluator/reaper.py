@@ -111,7 +111,7 @@ def fail_unrunnable(session: Session, report: SweepReport) -> None:
         nodes = dispatch.live_workers(session, cls)
         if not nodes:
             continue  # no node of the class is up right now; it may come back
-        most = max(sum(1 for d in (n.accelerators or []) if d.get("accel_class") == cls) for n in nodes)
+        most = max(dispatch.devices_of_class(n.accelerators, cls) for n in nodes)
         for sub in backlog.waiting:
             challenge: Challenge = backlog.challenges[sub.challenge_id]
             if challenge.accelerators > most:

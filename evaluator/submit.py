@@ -9,7 +9,6 @@ with the reason), so the team sees why in its history. No Flask here.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -42,13 +41,9 @@ class IntakeSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> IntakeSettings:
-        # Registry hosts teams may name (the center's own), comma-separated; config first, then the environment.
-        allow = config.get("REGISTRY_ALLOWLIST") or os.environ.get("REGISTRY_ALLOWLIST", "")
-        if isinstance(allow, str):
-            allow = tuple(h.strip() for h in allow.split(",") if h.strip())
         return cls(data_dir=config["DATA_DIR"], max_image_bytes=int(config["MAX_IMAGE_BYTES"]),
                    redis_url=config.get("REDIS_URL"), max_layers=int(config.get("MAX_IMAGE_LAYERS", 64)),
-                   registry_allowlist=tuple(allow))
+                   registry_allowlist=tuple(config.get("REGISTRY_ALLOWLIST", ())))
 
 
 @dataclass

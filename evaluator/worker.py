@@ -145,11 +145,10 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     os.environ["HUB_NODE_NAME"] = node
     devices = resolve_inventory(node, accelerators)
     classes = resolve_classes(queue_spec, devices)
-    allow = config.get("REGISTRY_ALLOWLIST") or os.environ.get("REGISTRY_ALLOWLIST", "")
     jobs.configure(jobs.Runtime(database_url=config["DATABASE_URL"], redis_url=config["REDIS_URL"],
                                 data_dir=config["DATA_DIR"], node=node,
                                 max_image_bytes=int(config.get("MAX_IMAGE_BYTES", 2 << 30)), devices=tuple(devices),
-                                registry_allowlist=tuple(h.strip() for h in str(allow).split(",") if h.strip())))
+                                registry_allowlist=tuple(config.get("REGISTRY_ALLOWLIST", ()))))
     register(config["DATABASE_URL"], node, classes, devices)
     log.info("node %s: queues %s, devices %s", node, classes, [d["uuid"] for d in devices])
     stop = StopSignals()

@@ -44,9 +44,18 @@ def load_config(instance_path: str | os.PathLike[str], overrides: dict[str, Any]
         "MAX_ATTACHMENT_BYTES": int(env.get("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)),
         "MAX_IMAGE_BYTES": int(env.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024 * 1024)),
         "MAX_DATASET_BYTES": int(env.get("MAX_DATASET_BYTES", 512 * 1024 * 1024)),
+        # The center's own registry hosts that teams may name images in, comma-separated.
+        "REGISTRY_ALLOWLIST": env.get("REGISTRY_ALLOWLIST", ""),
         "PAGE_SIZE": 10,
         "DEMO_DATA": env.get("HUB_DEMO_DATA", "0") == "1",
     }
     if overrides:
         cfg.update(overrides)
+    cfg["REGISTRY_ALLOWLIST"] = host_list(cfg["REGISTRY_ALLOWLIST"])
     return cfg
+
+
+def host_list(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Host names from a comma-separated setting (or a list of them), blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else (value or ())
+    return tuple(h.strip() for h in items if h.strip())

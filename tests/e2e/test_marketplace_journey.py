@@ -8,6 +8,7 @@ import pytest
 
 from hub.models import Role
 from marketplace.scenarios import district_today
+from tests.e2e.helpers import fill_form, fill_scenario_form, submit
 from tests.factories import PDF_BYTES, make_city, make_org, make_user
 
 pytestmark = pytest.mark.browser
@@ -25,23 +26,15 @@ def test_gov_publishes_team_finds_and_applies_city_sees_it(page, live_server, lo
     # 1. The city's staff write a scenario (saved as a draft) and publish it.
     login_as(page, gov.email)
     page.goto("/scenarios/new")
-    page.fill("#title", "临空冷链仓储温控异常智能预警")
-    page.select_option("#industry", "smart_logistics")
-    page.fill("#description", "临空冷链仓库的温湿度传感器每分钟上报数据，现有告警规则误报多。")
-    page.fill("#expected_outcome", "温控异常提前预警模型与告警分级策略。")
-    page.fill("#indicators", "提前 30 分钟预警的召回率 ≥ 90%")
-    page.fill("#budget_yuan", "500000")
-    page.fill("#deadline", (district_today() + timedelta(days=30)).isoformat())
-    page.fill("#contact_name", "王主任")
-    page.fill("#contact_info", "029-3369 0001")
+    fill_scenario_form(page, "临空冷链仓储温控异常智能预警", expected_outcome="温控异常提前预警模型与告警分级策略。",
+                       indicators="提前 30 分钟预警的召回率 ≥ 90%", budget_yuan="500000",
+                       deadline=(district_today() + timedelta(days=30)).isoformat())
     screenshot(page, "gov-new-scenario")
-    with page.expect_navigation():
-        page.click("button[type=submit].primary")
+    submit(page, "button[type=submit].primary")
     assert page.locator("h1").inner_text() == "临空冷链仓储温控异常智能预警"
     assert page.locator(".badge.draft").count() == 1
     screenshot(page, "gov-draft")
-    with page.expect_navigation():
-        page.click("button[name=action][value=published]")
+    submit(page, "button[name=action][value=published]")
     assert "场景状态已变为：已发布" in page.locator(".flash-success").inner_text()
     screenshot(page, "gov-published")
 
@@ -49,24 +42,21 @@ def test_gov_publishes_team_finds_and_applies_city_sees_it(page, live_server, lo
     login_as(page, team.email)
     page.goto("/scenarios")
     page.fill("#q", "温控")
-    with page.expect_navigation():
-        page.click("form.filters button[type=submit]")
+    submit(page, "form.filters button[type=submit]")
     results = page.locator(".scenario-card h3 a")
     assert results.count() == 1 and results.first.inner_text() == "临空冷链仓储温控异常智能预警"
     screenshot(page, "team-search")
     with page.expect_navigation():
         results.first.click()
-    with page.expect_navigation():
-        page.click("text=我要揭榜")
+    submit(page, "text=我要揭榜")
 
     # 3. It applies with a proposal and a PDF attachment.
-    page.fill("#proposal", "基于时序异常检测与温控物理模型融合的预警方案。")
-    page.fill("#tech_route", "传感器数据清洗 → LSTM 预测 → 残差异常检测 → 分级告警。")
-    page.fill("#indicator_plan", "用历史事故记录回测召回率与提前量。")
+    fill_form(page, {"#proposal": "基于时序异常检测与温控物理模型融合的预警方案。",
+                     "#tech_route": "传感器数据清洗 → LSTM 预测 → 残差异常检测 → 分级告警。",
+                     "#indicator_plan": "用历史事故记录回测召回率与提前量。"})
     page.set_input_files("#attachments", str(proposal_pdf))
     screenshot(page, "team-apply")
-    with page.expect_navigation():
-        page.click("button[type=submit].primary")
+    submit(page, "button[type=submit].primary")
     assert "申报已提交" in page.locator(".flash-success").inner_text()
     assert page.locator(".application-status .badge.submitted").count() == 1
     assert page.locator(".attachments a", has_text="揭榜方案.pdf").count() == 1

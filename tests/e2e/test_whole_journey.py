@@ -20,6 +20,7 @@ from challenges.models import Challenge, Submission, Team
 from evaluator.models import WorkerNode
 from hub.models import OrgKind, Role, utcnow
 from marketplace.scenarios import district_today
+from tests.e2e.helpers import fill_form, fill_scenario_form, flash_ok, submit
 from tests.evaluator.pipeline import Nodes, pipeline_env, tagged, wait_for
 from tests.factories import PASSWORD, make_city, make_org, make_user
 
@@ -56,17 +57,6 @@ def beijing(delta: timedelta) -> str:
     return (datetime.now(BEIJING) + delta).strftime("%Y-%m-%dT%H:%M")
 
 
-def submit(page, selector: str) -> None:  # type: ignore[no-untyped-def]
-    """Click a submit button and wait for the page it leads to."""
-    with page.expect_navigation():
-        page.click(selector)
-
-
-def flash_ok(page) -> str:  # type: ignore[no-untyped-def]
-    assert page.locator(".flash-error").count() == 0, page.locator(".flash-error").all_inner_texts()
-    return page.locator(".flash-success").first.inner_text()
-
-
 def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
         page, live_server, login_as, screenshot_series, session, db_url, redis_url, redis_conn, tmp_path: Path,
         busybox_image, docker_tar, docker_client):
@@ -88,15 +78,9 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     # ---- 1. The city writes a scenario and publishes it.
     login_as(page, gov.email)
     page.goto("/scenarios/new")
-    page.fill("#title", SCENARIO)
-    page.select_option("#industry", "smart_logistics")
-    page.fill("#description", "临空冷链仓库温湿度传感器每分钟上报数据，现有告警规则误报多。")
-    page.fill("#expected_outcome", "温控异常识别模型与告警分级策略。")
-    page.fill("#indicators", "异常识别准确率 ≥ 95%")
-    page.fill("#budget_yuan", "800000")
-    page.fill("#deadline", (district_today() + timedelta(days=60)).isoformat())
-    page.fill("#contact_name", "王主任")
-    page.fill("#contact_info", "029-3369 0001")
+    fill_scenario_form(page, SCENARIO, expected_outcome="温控异常识别模型与告警分级策略。",
+                       indicators="异常识别准确率 ≥ 95%", budget_yuan="800000",
+                       deadline=(district_today() + timedelta(days=60)).isoformat())
     shot(page, "gov-scenario-form")
     submit(page, "button[type=submit].primary")
     submit(page, "button[name=action][value=published]")
@@ -105,32 +89,23 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
 
     # ---- 2. … and puts it out as a challenge: contract, rubric, a phase, the test data; then publishes it.
     page.goto("/challenges/new")
-    page.select_option("#scenario_id", label=SCENARIO)
-    page.fill("#slug", SLUG)
-    page.fill("#title", TITLE)
-    page.fill("#title_en", "Cold-chain temperature alarm challenge")
-    page.fill("#description", "根据冷库传感器读数识别温控异常（alarm / ok）。")
-    page.fill("#prize", "揭榜单位获项目资助 80 万元")
-    page.fill("#funding_yuan", "800000")
-    page.fill("#opens_at", beijing(-timedelta(hours=1)))
-    page.fill("#closes_at", beijing(timedelta(days=30)))
-    page.fill("#input_format", "/input/inputs.csv：id, temp_c（℃）")
-    page.fill("#output_format", "/output/predictions.csv：id, label（alarm 或 ok）")
-    page.fill("#prediction_column", "label")
-    page.select_option("#metric", "accuracy")
-    page.fill("#time_limit_s", "60")
-    page.fill("#memory_mb", "128")
-    page.fill("#rubric_text", "tech | 技术方案 | Technical approach | 10\nvalue | 应用价值 | Application value | 10")
+    fill_form(page, {
+        "#scenario_id": SCENARIO, "#slug": SLUG, "#title": TITLE,
+        "#title_en": "Cold-chain temperature alarm challenge",
+        "#description": "根据冷库传感器读数识别温控异常（alarm / ok）。",
+        "#prize": "揭榜单位获项目资助 80 万元", "#funding_yuan": "800000",
+        "#opens_at": beijing(-timedelta(hours=1)), "#closes_at": beijing(timedelta(days=30)),
+        "#input_format": "/input/inputs.csv：id, temp_c（℃）",
+        "#output_format": "/output/predictions.csv：id, label（alarm 或 ok）",
+        "#prediction_column": "label", "#metric": "accuracy", "#time_limit_s": "60", "#memory_mb": "128",
+        "#rubric_text": "tech | 技术方案 | Technical approach | 10\nvalue | 应用价值 | Application value | 10"})
     shot(page, "gov-challenge-form")
     submit(page, "#save-challenge")
     flash_ok(page)
     assert page.locator("#challenge-status.draft").count() == 1
     submit(page, "#add-phase")
-    page.fill("#name", "公开榜")
-    page.fill("#name_en", "Public board")
-    page.fill("#starts_at", beijing(-timedelta(hours=1)))
-    page.fill("#ends_at", beijing(timedelta(days=20)))
-    page.fill("#split", "public")
+    fill_form(page, {"#name": "公开榜", "#name_en": "Public board", "#starts_at": beijing(-timedelta(hours=1)),
+                     "#ends_at": beijing(timedelta(days=20)), "#split": "public"})
     shot(page, "gov-phase-form")
     submit(page, "#save-phase")
     flash_ok(page)
@@ -158,11 +133,8 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     # ---- 3. A team registers on the register page and forms a team for the challenge.
     page.context.clear_cookies()
     page.goto("/register")
-    page.fill("#email", "captain@journey.example")
-    page.fill("#display_name", "秦创 张工")
-    page.select_option("#org", label=COMPANY)
-    page.fill("#password", PASSWORD)
-    page.fill("#confirm", PASSWORD)
+    fill_form(page, {"#email": "captain@journey.example", "#display_name": "秦创 张工", "#org": COMPANY,
+                     "#password": PASSWORD, "#confirm": PASSWORD})
     shot(page, "team-register")
     submit(page, "button[type=submit].primary")
     flash_ok(page)
@@ -192,9 +164,9 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
 
     # ---- 4. The captain files the 揭榜 registration.
     submit(page, "#register-link")
-    page.fill("#tech_route", "传感器读数清洗 → 阈值与时序模型融合 → 沙箱内离线推理。")
-    page.fill("#indicator_plan", "在公开榜验证识别准确率，推理耗时在平台沙箱内实测。")
-    page.fill("#budget_yuan", "600000")
+    fill_form(page, {"#tech_route": "传感器读数清洗 → 阈值与时序模型融合 → 沙箱内离线推理。",
+                     "#indicator_plan": "在公开榜验证识别准确率，推理耗时在平台沙箱内实测。",
+                     "#budget_yuan": "600000"})
     shot(page, "team-registration-form")
     submit(page, "#registration-submit")
     flash_ok(page)
@@ -268,10 +240,8 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     page.goto("/judging")
     submit(page, f"#review-{SLUG}")
     team_id = session.exec(select(Team.id).where(Team.name == TEAM)).one()
-    page.fill(f"#score-{team_id}-tech", "8.5")
-    page.fill(f"#comment-{team_id}-tech", "阈值与时序模型融合，方案清晰。")
-    page.fill(f"#score-{team_id}-value", "9")
-    page.fill(f"#comment-{team_id}-value", "可直接用于临空冷链仓库。")
+    fill_form(page, {f"#score-{team_id}-tech": "8.5", f"#comment-{team_id}-tech": "阈值与时序模型融合，方案清晰。",
+                     f"#score-{team_id}-value": "9", f"#comment-{team_id}-value": "可直接用于临空冷链仓库。"})
     shot(page, "judge-rubric")
     submit(page, f"#rubric-submit-{team_id}")
     flash_ok(page)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from challenges.models import Challenge
+from challenges.models import Challenge, Submission
 from evaluator import submit
 from tests.evaluator.pipeline import MODEL_075, Nodes, ended, pipeline_env, tagged, wait_for
 from tests.factories import make_eval_setup
@@ -32,22 +32,23 @@ def nodes(db_url, redis_url, redis_conn, tmp_path):  # type: ignore[no-untyped-d
     started.stop_all()
 
 
-def _with_scorer(session, tmp_path, docker_client, scorer_id: str):  # type: ignore[no-untyped-def]
+def _evaluated_with_scorer(session, tmp_path, busybox_image, docker_client, redis_url,  # type: ignore[no-untyped-def]
+                           nodes, scorer_script: str) -> Submission:
+    """A challenge whose scoring image runs `scorer_script`; a model that is right 3 times in 4, evaluated."""
     setup = make_eval_setup(session, tmp_path)
     challenge = session.get(Challenge, setup.challenge.id)
-    challenge.scoring_image = tagged(docker_client, scorer_id)
+    challenge.scoring_image = tagged(docker_client, busybox_image(scorer_script))
     session.add(challenge)
     session.commit()
-    return setup
-
-
-def test_scores_come_from_the_organisers_image(session, tmp_path, busybox_image, docker_client, redis_url, nodes):
-    setup = _with_scorer(session, tmp_path, docker_client, busybox_image(SCORER))
     model = tagged(docker_client, busybox_image(MODEL_075))
     sub = submit.submit_image_id(session, slug=setup.challenge.slug, user=setup.users[0], image_id=model,
                                  image_ref="test-model", redis_url=redis_url)
     nodes.start("n1")
-    done = wait_for(lambda: ended(session, sub.id), 90, what="the submission to be scored")
+    return wait_for(lambda: ended(session, sub.id), 90, what="the submission to end")
+
+
+def test_scores_come_from_the_organisers_image(session, tmp_path, busybox_image, docker_client, redis_url, nodes):
+    done = _evaluated_with_scorer(session, tmp_path, busybox_image, docker_client, redis_url, nodes, SCORER)
     assert done.status == "scored", (done.outcome, done.reason, nodes.logs())
     assert done.scores == {"accuracy": 0.75}
     # The team's log is its own container's, never the scorer's (which listed the truth folder).
@@ -56,11 +57,6 @@ def test_scores_come_from_the_organisers_image(session, tmp_path, busybox_image,
 
 def test_a_scorer_that_refuses_the_predictions_fails_them_with_its_reason(session, tmp_path, busybox_image,
                                                                        docker_client, redis_url, nodes):
-    setup = _with_scorer(session, tmp_path, docker_client, busybox_image(REFUSING_SCORER))
-    model = tagged(docker_client, busybox_image(MODEL_075))
-    sub = submit.submit_image_id(session, slug=setup.challenge.slug, user=setup.users[0], image_id=model,
-                                 image_ref="test-model", redis_url=redis_url)
-    nodes.start("n1")
-    done = wait_for(lambda: ended(session, sub.id), 90, what="the submission to end")
+    done = _evaluated_with_scorer(session, tmp_path, busybox_image, docker_client, redis_url, nodes, REFUSING_SCORER)
     assert (done.status, done.outcome) == ("failed", "bad_output"), (done.reason, nodes.logs())
     assert "label must be a or b" in done.reason
