@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 
+from hub.bodytime import BodyDeadline
 from hub.config import load_config
 from hub.i18n import init_i18n
 from hub.web import init_web
@@ -23,6 +24,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     init_i18n(app)
     init_web(app)
+    app.wsgi_app = BodyDeadline(app.wsgi_app, app.config["BODY_IDLE_TIMEOUT"],  # type: ignore[method-assign]
+                                app.config["BODY_TIMEOUT"])
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        # Exactly the configured proxies are believed about the client's address and the scheme; the Host
+        # header is the proxy's to pass on as it is (nginx: proxy_set_header Host $host).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
 
     from hub.models_registry import load_all
     load_all()

@@ -8,11 +8,15 @@ defaults for pids, /tmp, /output; the challenge's time and memory limits; the pi
 through the pipeline's own classification (evaluator.jobs.classify) and scorer, so the "outcome" column
 is the typed outcome a team would read. While each container runs, a poller reads its cgroup (pids,
 memory) and the size of Docker's log file. Upload-side attacks go through intake (stream with the byte
-cap, then check_image_tar). Prints one table; exits 0 whatever the figures are.
+cap, then check_image_tar). The "orphan" column says whether a container or a volume of the run was left
+on the engine. `fork_storm_beside` runs two containers at once: a fork storm at a pids limit of 1024 and,
+beside it, the pipeline's spec for a well-behaved model that forks 200 processes. Prints one table; exits 0
+whatever the figures are.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -156,7 +160,22 @@ def ceiling(attack: hostile.Attack, spec: sandbox.SandboxSpec, run: Any, poll: P
         return f"{log_text.count(hostile.LEAK)} writes landed, {len(run.output_removed)} links removed", "0"
     if name == "setuid":
         uid = next((ln.split()[1:3] for ln in log_text.splitlines() if ln.startswith("Uid:")), ["?", "?"])
-        return f"uid {uid[0]}, euid {uid[1]}", "65534 (no-new-privileges)"
+        return f"uid {uid[0]}, euid {uid[1]}", f"the run's uid {run.uid} (no-new-privileges)"
+    if name == "declared_volume":
+        written = re.search(r"volume-mib (\d+)", log_text)
+        fs = "tmpfs" if " /data tmpfs " in log_text else "NOT tmpfs"
+        return (f"{written.group(1) if written else '?'} MiB into /data ({fs}, masked {run.masked_volumes})",
+                f"/data {spec.tmp_size_mb} MiB; 3 x {fmt_bytes(spec.output_max_bytes)} tried")
+    if name == "volume_in_output":
+        return f"refused: {run.start_error or 'ran'}"[:90], "never runs"
+    if name == "health_check":
+        procs = re.search(r"processes (\d+)", log_text)
+        return f"{procs.group(1) if procs else '?'} processes, probe ran: {hostile.LEAK in log_text}", "1, no"
+    if name == "ignored_sigterm":
+        return f"{wall:.2f} s wall, exit {run.exit_code}", f"{spec.time_limit_s:g} s, SIGKILL"
+    if name == "image_config":
+        uid = re.search(r"uid (\d+)", log_text)
+        return f"uid {uid.group(1) if uid else '?'}", "the run's uid, not 0"
     if name == "env_grab":
         env = dict(ln.split("=", 1) for ln in log_text.splitlines() if "=" in ln)
         return (f"NVIDIA_VISIBLE_DEVICES={env.get('NVIDIA_VISIBLE_DEVICES', '?')} "
@@ -192,6 +211,7 @@ def run_attacks(client: Any, work: Path, only: set[str]) -> list[list[str]]:
                                       device_ids=[], log_max_bytes=jobs.LOG_CAP_BYTES)
             poll = Poller(client, spec.name)
             poll.start()
+            volumes_before = hostile.engine_volumes(client)
             t0 = time.monotonic()
             run = sandbox.run(client, spec)
             wall = time.monotonic() - t0
@@ -203,9 +223,12 @@ def run_attacks(client: Any, work: Path, only: set[str]) -> list[list[str]]:
             ok = "yes" if outcome == attack.outcome else f"NO (want {attack.outcome})"
             leaked = hostile.MARKER in log_text
             left = [c.name for c in sandbox.list_hub_containers(client) if c.name == spec.name]
+            left += sorted(hostile.engine_volumes(client) - volumes_before)
             rows.append([attack.name, outcome, ok, reached, limit, f"{wall:.1f}",
                          "LEAK" if leaked or hostile.LEAK in log_text else "no", "yes" if left else "no"])
             print(f"  ran {attack.name}: {outcome} in {wall:.1f} s", file=sys.stderr, flush=True)
+        if not only or "fork_storm_beside" in only:
+            rows.append(storm_beside(client, work, data, truth, built))
         if listeners.accepted:
             rows.append(["(listeners)", f"{len(listeners.accepted)} connections ACCEPTED", "NO", "", "", "", "", ""])
     finally:
@@ -218,29 +241,107 @@ def run_attacks(client: Any, work: Path, only: set[str]) -> list[list[str]]:
     return rows
 
 
+def storm_beside(client: Any, work: Path, data: Path, truth: Path, built: list[str]) -> list[str]:
+    """Two runs at once: a fork storm at a pids limit of 1024, and a well-behaved neighbour with the pipeline's
+    spec (pids 256) that forks 200 processes. With one uid for both, the storm's processes would fill the
+    neighbour's RLIMIT_NPROC (1024 per uid, host-wide) and it could not fork."""
+    storm_image = images.build_busybox_image(client, "#!/bin/sh\n" + hostile.STORM, workdir=work / "img")
+    neighbour_image = images.build_busybox_image(client, "#!/bin/sh\n" + hostile.NEIGHBOUR, workdir=work / "img")
+    built += [storm_image, neighbour_image]
+    base = f"hub-bench-hostile-{os.getpid()}"
+    storm = dataclasses.replace(
+        seams.sandbox_spec(image_id=storm_image, name=f"{base}-storm", output_dir=work / "out-storm",
+                           input_dir=data / "inputs", time_limit_s=120, memory_mb=512, cpus=1.0, device_ids=[],
+                           log_max_bytes=jobs.LOG_CAP_BYTES), pids_limit=1024)
+    neighbour = seams.sandbox_spec(image_id=neighbour_image, name=f"{base}-neighbour", output_dir=work / "out-nb",
+                                   input_dir=data / "inputs", time_limit_s=60, memory_mb=256, cpus=1.0,
+                                   device_ids=[], log_max_bytes=jobs.LOG_CAP_BYTES)
+    volumes_before = hostile.engine_volumes(client)
+    poll = Poller(client, storm.name)
+    poll.start()
+    results: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: results.update(storm=sandbox.run(client, storm)), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while b"storm at the pids limit" not in sandbox.stream_log(client, storm.name, 4096):
+            if time.monotonic() > deadline or not thread.is_alive():
+                break
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        run = sandbox.run(client, neighbour)
+        wall = time.monotonic() - t0
+    finally:
+        try:
+            client.api.kill(storm.name)
+        except Exception:  # noqa: BLE001 - already over
+            pass
+        thread.join(60)
+        poll.halt.set()
+        poll.join(timeout=2)
+    log_text = run.log.decode("utf-8", "replace")
+    attack = hostile.Attack("fork_storm_beside", "", lambda _c: "", "scored", time_limit_s=60, memory_mb=256)
+    outcome, _detail = typed_outcome(run, attack, neighbour.output_dir, truth)
+    forked = re.search(r"forked (\d+)", log_text)
+    storm_uid = results["storm"].uid if "storm" in results else "?"
+    reached = (f"neighbour forked {forked.group(1) if forked else 0}/200 beside {poll.pids_peak} storm pids; "
+               f"uids {storm_uid} / {run.uid}")
+    left = [c.name for c in sandbox.list_hub_containers(client) if c.name in (storm.name, neighbour.name)]
+    left += sorted(hostile.engine_volumes(client) - volumes_before)
+    print(f"  ran fork_storm_beside: {outcome} in {wall:.1f} s", file=sys.stderr, flush=True)
+    return ["fork_storm_beside", outcome, "yes" if outcome == "scored" else "NO (want scored)", reached,
+            f"storm pids {storm.pids_limit}, neighbour pids {neighbour.pids_limit}", f"{wall:.1f}",
+            "LEAK" if hostile.MARKER in log_text else "no", "yes" if left else "no"]
+
+
 def run_uploads(client: Any, work: Path, only: set[str], default_cap: int) -> list[list[str]]:
     rows = []
-    for attack in hostile.UPLOAD_ATTACKS:
-        if only and attack.name not in only:
-            continue
-        src = attack.build(work / f"{attack.name}.tar")
-        cap = attack.max_bytes or default_cap
-        dest = work / "uploads" / f"{attack.name}.tar"
-        t0 = time.monotonic()
-        reason, written = "accepted", 0
-        try:
-            with src.open("rb") as fh:
-                written, _ = intake.stream_upload_to_file(fh, dest, cap)
-            intake.check_image_tar(dest, max_bytes=cap, max_layers=64)
-        except intake.ImageRejected as err:
-            reason = err.reason
-        wall = time.monotonic() - t0
-        kept = dest.stat().st_size if dest.exists() else 0
-        outcome = "image_rejected" if reason != "accepted" else "accepted"
-        ok = "yes" if reason == attack.reason else f"NO (want {attack.reason})"
-        reached = f"{reason}; {fmt_bytes(kept)} kept on disk of {fmt_bytes(src.stat().st_size)}"
-        rows.append([attack.name, outcome, ok, reached, f"cap {fmt_bytes(cap)}", f"{wall:.2f}", "no", "no"])
-        dest.unlink(missing_ok=True)
+    victim: str | None = None
+    loaded: list[str] = []
+    try:
+        for attack in hostile.UPLOAD_ATTACKS:
+            if only and attack.name not in only:
+                continue
+            if attack.needs_victims and victim is None:
+                # The demo-like tag and another team's image on the node: what the image-level attacks aim at.
+                victim = hostile.plant_victims(client, work / "victims")
+            src = attack.build(work / f"{attack.name}.tar")
+            cap = attack.max_bytes or default_cap
+            dest = work / "uploads" / f"{attack.name}.tar"
+            t0 = time.monotonic()
+            reason, written, image_id = "accepted", 0, ""
+            try:
+                with src.open("rb") as fh:
+                    written, _ = intake.stream_upload_to_file(fh, dest, cap)
+                info = intake.check_image_tar(dest, max_bytes=cap, max_layers=64)
+                if not attack.reason:
+                    # An accepted archive is loaded as intake loads it: without the names it carries.
+                    image_id = intake.load_image(client, dest, expected_id=info.image_id)
+                    loaded.append(image_id)
+            except intake.ImageRejected as err:
+                reason = err.reason
+            wall = time.monotonic() - t0
+            kept = dest.stat().st_size if dest.exists() else 0
+            outcome = "image_rejected" if reason != "accepted" else "accepted"
+            want = attack.reason or "accepted"
+            ok = "yes" if reason == want else f"NO (want {want})"
+            reached = f"{reason}; {fmt_bytes(kept)} kept on disk of {fmt_bytes(src.stat().st_size)}"
+            limit = f"cap {fmt_bytes(cap)}"
+            if attack.needs_victims:
+                moved = client.images.get(hostile.VICTIM_TAG).id != victim
+                reached = (f"{reason}{f' as {image_id[:19]}' if image_id else ''}; demo tag "
+                           f"{'MOVED' if moved else 'unchanged'}")
+                limit = "tag unchanged" if not attack.reason else "refused before load"
+                if moved:
+                    ok = "NO (the demo tag moved)"
+            rows.append([attack.name, outcome, ok, reached, limit, f"{wall:.2f}", "no", "no"])
+            dest.unlink(missing_ok=True)
+    finally:
+        for ref in [*loaded, hostile.VICTIM_TAG, *([victim] if victim else [])]:
+            try:
+                client.images.remove(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
     return rows
 
 

@@ -55,3 +55,20 @@ def active_team_id(session: Session, challenge_id: int, user_id: int | None) -> 
 def conflicted_team_ids(session: Session, challenge_id: int, judge_id: int) -> set[int]:
     return set(session.exec(select(ConflictDeclaration.team_id).where(
         ConflictDeclaration.challenge_id == challenge_id, ConflictDeclaration.judge_id == judge_id)))
+
+
+def withheld_team_ids(session: Session, user: User | None, challenge: Challenge) -> set[int]:
+    """Teams whose data this privileged viewer must not read: a panel judge's declared conflicts."""
+    if not is_panel_judge(session, user, challenge):
+        return set()
+    assert user is not None
+    return conflicted_team_ids(session, challenge.id, user.id)
+
+
+def official_reader_of_team(session: Session, user: User | None, challenge: Challenge, team_id: int) -> bool:
+    """Reads a team's page, submissions, logs and private scores by office: the admin, the organisers, and
+    panel judges without a declared conflict of interest with that team (teams read their own data as
+    members, which callers check themselves)."""
+    if is_admin(user) or is_organiser(user, challenge):
+        return True
+    return is_panel_judge(session, user, challenge) and team_id not in withheld_team_ids(session, user, challenge)

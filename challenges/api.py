@@ -12,7 +12,7 @@ from challenges import challenges, datasets, leaderboard, outcomes, phases, subm
 from challenges.models import Challenge, Phase, Team
 from hub.cache import VersionedCache, next_change
 from hub.models import utcnow
-from hub.web import cached_response, db, json_error, login_required, request_version
+from hub.web import cached_response, db, id_arg, json_error, login_required, request_version
 
 api = Blueprint("challenges_api", __name__, url_prefix="/api/v1")
 
@@ -83,7 +83,7 @@ def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
     c = challenges.get_by_slug(session, slug)
     challenges.require_visible(_viewer(), c)
     phase_rows = challenges.phases_of(session, c.id)
-    phase_id = request.args.get("phase", type=int)
+    phase_id = id_arg("phase")
     phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c, now)
     if phase is None:
         return json_error(404, "not_found", gettext("No such phase.")), None
@@ -98,7 +98,8 @@ def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
             "private_view": board.private_view,
             "rows": [{"rank": r.rank, "team": r.team_name, "team_id": r.team_id, "baseline": r.baseline,
                       "score": r.primary_score, "scores": r.scores, "submission_id": r.submission_id,
-                      "submitted_at": _iso(r.submitted_at), "own": r.own, "after_freeze": r.after_freeze}
+                      "submitted_at": _iso(r.submitted_at), "own": r.own, "after_freeze": r.after_freeze,
+                      "withheld": r.withheld}
                      for r in board.rows],
         }).get_data()
         BOARD_JSON.put(key, version, body, size=len(body))
@@ -118,5 +119,9 @@ def _submission(submission_id: int) -> tuple[Any, datetime | None]:
     sub, phase, challenge = submissions.get_for_viewer(session, submission_id, current_user)
     shown = submissions.scores_shown(session, current_user, sub, phase, challenge, now)
     text = gettext(outcomes.describe_submission(sub.status, sub.outcome))
-    body = jsonify(submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text))
+    show_log = submissions.can_read_log(session, current_user, sub, phase, challenge)
+    data = submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text, show_log=show_log)
+    if not show_log:
+        data["log_withheld_text"] = gettext(submissions.LOG_WITHHELD)
+    body = jsonify(data)
     return body, next_change(now, phase.revealed_at)

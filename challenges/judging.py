@@ -160,7 +160,7 @@ def disqualify_team(session: Session, actor: User, challenge: Challenge, team_id
         raise DomainError(N_("Give the reason for the disqualification (2 to 1000 characters)."), field="reason")
     if team.status == TeamStatus.DISQUALIFIED:
         raise Conflict(N_("This team is already disqualified."))
-    if access.is_panel_judge(session, actor, challenge) and is_conflicted(session, actor, challenge, team.id):
+    if not access.official_reader_of_team(session, actor, challenge, team.id):
         raise Forbidden(N_("You declared a conflict of interest with this team and cannot judge it."))
     team.status, team.reason = TeamStatus.DISQUALIFIED, reason
     session.add(team)
@@ -178,7 +178,7 @@ def disqualify_submission(session: Session, actor: User, sub: Submission, reason
     assert challenge is not None
     access.require_organiser_or_judge(session, actor, challenge)
     _require_not_published(challenge)
-    if access.is_panel_judge(session, actor, challenge) and is_conflicted(session, actor, challenge, sub.team_id):
+    if not access.official_reader_of_team(session, actor, challenge, sub.team_id):
         raise Forbidden(N_("You declared a conflict of interest with this team and cannot judge it."))
     reason = (reason or "").strip()
     if not 2 <= len(reason) <= 1000:

@@ -1,11 +1,10 @@
 """Leaderboards: one SQL query per board (window function), freeze and reveal, baselines, CSV, chart data."""
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (DateTime, Integer, and_, case, cast, false, func, literal_column, null, or_, select,
                         union_all)
@@ -14,8 +13,10 @@ from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from challenges import access
-from challenges.models import Baseline, Challenge, Phase, Submission, SubmissionStatus, Team, TeamMember, TeamStatus
+from challenges.models import (Baseline, Challenge, Phase, Submission, SubmissionKind, SubmissionStatus, Team,
+                               TeamMember, TeamStatus)
 from evaluator.metrics import REGISTRY, Metric
+from hub import csvsafe
 from hub.cache import VersionedCache, data_version, next_change
 from hub.errors import N_, NotFound
 from hub.models import User, utcnow
@@ -30,12 +31,13 @@ class BoardRow:
     team_id: int | None
     team_name: str
     submission_id: int | None
-    primary_score: float
+    primary_score: float | None   # None only where withheld
     scores: dict[str, float]
     submitted_at: datetime | None
     baseline: bool = False
     own: bool = False             # the viewer's own team
     after_freeze: bool = False    # only the viewer sees this score; the public board is frozen before it
+    withheld: bool = False        # a judge's declared conflict: the row stays, its figures and link do not
 
 
 @dataclass
@@ -97,7 +99,9 @@ def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, froz
     one, zero = literal_column("1"), literal_column("0")
     own = case((S.team_id == mine, one), else_=zero) if mine is not None else zero
     scored, dq = literal_column(f"'{SubmissionStatus.SCORED}'"), literal_column(f"'{TeamStatus.DISQUALIFIED}'")
-    where = [S.phase_id == phase.id, S.status == scored, S.disqualified == false(), S.primary_score.is_not(None)]
+    entry = literal_column(f"'{SubmissionKind.SUBMISSION}'")   # check runs never rank (nor cut, nor win)
+    where = [S.phase_id == phase.id, S.status == scored, S.disqualified == false(), S.primary_score.is_not(None),
+             S.kind == entry]
     if frozen:
         # The public board stops at the freeze; the viewer's own team keeps seeing its newer scores.
         where.append(or_(S.created_at <= phase.freeze_at, S.team_id == mine) if mine is not None
@@ -196,10 +200,19 @@ def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer
         version = data_version(session)
     rows = BOARDS.get(key, version)
     if rows is None:
-        rows = _rows(session, challenge, phase, viewer_id, frozen)
+        rows = _withhold(_rows(session, challenge, phase, viewer_id, frozen),
+                         access.withheld_team_ids(session, viewer, challenge) if private else set())
         BOARDS.put(key, version, rows, size=300 * len(rows) + 1024)
     board.rows = rows
     return board
+
+
+def _withhold(rows: list[BoardRow], team_ids: set[int]) -> list[BoardRow]:
+    """The rows with the figures of these teams taken out (their place on the board stays)."""
+    if not team_ids:
+        return rows
+    return [BoardRow(rank=r.rank, team_id=r.team_id, team_name=r.team_name, submission_id=None, primary_score=None,
+                     scores={}, submitted_at=None, withheld=True) if r.team_id in team_ids else r for r in rows]
 
 
 def team_scores(session: Session, challenge: Challenge, phase: Phase) -> dict[int, float]:
@@ -209,31 +222,29 @@ def team_scores(session: Session, challenge: Challenge, phase: Phase) -> dict[in
 
 
 def to_csv(board: Board) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["rank", "team", *[m.key for m in board.metrics], "submission_id", "submitted_at_utc"])
-    for r in board.rows:
-        writer.writerow([r.rank if r.rank is not None else "baseline", r.team_name,
-                         *[_fmt(r.scores.get(m.key, r.primary_score if m.key == board.challenge.metric else None))
-                           for m in board.metrics],
-                         r.submission_id or "", r.submitted_at.isoformat() if r.submitted_at else ""])
-    return out.getvalue()
+    rows = ([r.rank if r.rank is not None else "baseline", r.team_name,
+             *[_fmt(r.scores.get(m.key, r.primary_score if m.key == board.challenge.metric else None))
+               for m in board.metrics],
+             r.submission_id or "", r.submitted_at.isoformat() if r.submitted_at else ""] for r in board.rows)
+    return csvsafe.to_csv(["rank", "team", *[m.key for m in board.metrics], "submission_id", "submitted_at_utc"],
+                          rows)
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _fmt(value: float | None) -> Decimal | str:
+    """A score to 6 significant digits, as a number (csvsafe leaves numbers alone, so a negative score stays one)."""
+    return "" if value is None else Decimal(f"{value:.6g}")
 
 
 def score_history(session: Session, board: Board, top: int = 10) -> dict[str, list[tuple[datetime, float]]]:
     """Best score so far per team over time, for the board's top teams and with the board's own filters."""
     if board.hidden:
         return {}
-    names = {r.team_id: r.team_name for r in board.teams[:top]}
+    names = {r.team_id: r.team_name for r in board.teams[:top] if not r.withheld}
     if not names:
         return {}
     S = Submission
     where = [S.phase_id == board.phase.id, S.status == SubmissionStatus.SCORED, S.disqualified == false(),
-             S.primary_score.is_not(None), S.team_id.in_(list(names))]
+             S.primary_score.is_not(None), S.kind == SubmissionKind.SUBMISSION, S.team_id.in_(list(names))]
     if board.frozen:
         own_ids = [r.team_id for r in board.teams if r.own]
         where.append(or_(S.created_at <= board.phase.freeze_at, S.team_id.in_(own_ids)) if own_ids

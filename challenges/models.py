@@ -52,6 +52,13 @@ class Outcome(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
 
 
+class SubmissionKind(StrEnum):
+    """A real entry, or a check run: the team's debugging run on the phase's public sample inputs."""
+
+    SUBMISSION = "submission"   # counts against the limits, goes to the boards, rankings and cuts
+    CHECK = "check"             # its own daily cap, full log, never on a board
+
+
 # Outcomes caused by the platform, never counted against a team's submission limits.
 PLATFORM_OUTCOMES = {Outcome.INFRA_ERROR, Outcome.CANCELLED}
 
@@ -152,7 +159,10 @@ class Team(SQLModel, table=True):
     invite_token: str = Field(index=True, max_length=64)
     status: str = Field(default="forming", max_length=20)  # forming | applied | approved | rejected | cut | disqualified
     cut_at_phase_id: Optional[int] = Field(default=None, foreign_key="phase.id")
-    reason: str = Field(default="", max_length=1000)   # why the team was cut or disqualified
+    reason: str = Field(default="", max_length=1000)   # why the team was disqualified or rejected
+    # 赛马制: the team's best score on the phase it was cut after (None: it never scored). Kept apart from
+    # `reason` so that a hidden board's figure is shown only to those who may see that board.
+    cut_score: Optional[float] = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -181,6 +191,8 @@ class Registration(SQLModel, table=True):
     partner_org_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="pending", max_length=20)   # pending | approved | rejected
     reason: str = Field(default="", max_length=1000)
+    # Set when a change to the approved team sent the registration back to review: the change's msgid.
+    recheck_reason: str = Field(default="", max_length=200)
     submitted_at: datetime = Field(default_factory=utcnow)
     reviewed_at: Optional[datetime] = Field(default=None)
     reviewed_by: Optional[int] = Field(default=None, foreign_key="user.id")
@@ -192,7 +204,8 @@ class Submission(SQLModel, table=True):
     __table_args__ = (
         Index("ix_submission_board", "phase_id", "status", "team_id", "primary_score"),
         # Covers the leaderboard's ranking query (challenges.leaderboard), so it never reads the wide rows.
-        Index("ix_submission_rank", "phase_id", "status", "team_id", "primary_score", "created_at", "disqualified"),
+        Index("ix_submission_rank", "phase_id", "status", "team_id", "primary_score", "created_at", "disqualified",
+              "kind"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     challenge_id: int = Field(foreign_key="challenge.id", index=True)
@@ -200,9 +213,11 @@ class Submission(SQLModel, table=True):
     team_id: int = Field(foreign_key="team.id", index=True)
     submitted_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(default=SubmissionKind.SUBMISSION, max_length=20)  # a SubmissionKind
     image_source: str = Field(default="upload", max_length=20)   # upload | registry
     image_ref: str = Field(default="", max_length=300)           # what the team named
     image_id: str = Field(default="", max_length=100)            # pinned sha256 image ID / digest
+    image_bytes: int = Field(default=0)   # size of the archive kept for an upload (the team's storage cap)
     status: str = Field(default=SubmissionStatus.QUEUED, index=True, max_length=20)
     outcome: Optional[str] = Field(default=None, max_length=30)  # an Outcome
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))  # detail: ids, line, code

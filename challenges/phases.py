@@ -161,7 +161,9 @@ def apply_cut(session: Session, actor_id: int | None, challenge: Challenge, phas
         if not _passes(best.get(team.id), phase.cut_bar, direction):
             team.status = TeamStatus.CUT
             team.cut_at_phase_id = phase.id
-            team.reason = f"{phase.name}: {best.get(team.id, '—')} / {phase.cut_bar}"
+            # The figures stay structured: cut_notice() shows them only to those who may see the board.
+            team.cut_score = best.get(team.id)
+            team.reason = ""
             session.add(team)
             cut.append(team)
     phase.cut_applied_at = now
@@ -171,6 +173,30 @@ def apply_cut(session: Session, actor_id: int | None, challenge: Challenge, phas
     if commit:
         session.commit()
     return cut
+
+
+def cut_notice(session: Session, viewer: User | None, team: Team,
+               now: datetime | None = None) -> tuple[str, dict[str, Any]] | None:
+    """Why the team was cut, as (msgid, params): with its score and the bar only where this viewer may see
+    the phase's board now (a hidden board keeps its figures until the reveal)."""
+    from challenges import leaderboard
+
+    if team.status != TeamStatus.CUT or team.cut_at_phase_id is None:
+        return None
+    phase = session.get(Phase, team.cut_at_phase_id)
+    challenge = session.get(Challenge, team.challenge_id)
+    if phase is None or challenge is None:
+        return None
+    _private, hidden, _frozen = leaderboard.visibility(session, challenge, phase, viewer, now)
+    if hidden:
+        return N_("Did not reach the bar of phase %(phase)s. The figures are shown when its board is revealed."), \
+            {"phase": phase.name}
+    if team.cut_score is None:
+        return N_("Did not reach the bar of phase %(phase)s: no scored submission (bar %(bar)s)."), \
+            {"phase": phase.name, "bar": f"{phase.cut_bar:.6g}" if phase.cut_bar is not None else "—"}
+    return N_("Did not reach the bar of phase %(phase)s: best score %(score)s, bar %(bar)s."), \
+        {"phase": phase.name, "score": f"{team.cut_score:.6g}",
+         "bar": f"{phase.cut_bar:.6g}" if phase.cut_bar is not None else "—"}
 
 
 def ensure_cuts(session: Session, challenge: Challenge, now: datetime | None = None) -> None:

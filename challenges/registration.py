@@ -6,7 +6,7 @@ from typing import Any
 from sqlmodel import Session, func, or_, select
 
 from challenges.access import require_organiser
-from challenges.models import Challenge, ChallengeStatus, Registration, Team, TeamStatus
+from challenges.models import Challenge, ChallengeStatus, Registration, Team, TeamMember, TeamStatus
 from hub import audit
 from hub.errors import DomainError, Forbidden, N_, NotFound
 from hub.models import Organisation, OrgRelation, User, utcnow
@@ -56,7 +56,7 @@ def submit(session: Session, actor: User, team: Team, *, tech_route: str, indica
                                                      tech_route="", indicator_plan="")
     reg.tech_route, reg.indicator_plan, reg.budget_yuan = tech_route, indicator_plan, budget_yuan
     reg.partner_org_ids = partners
-    reg.status, reg.reason, reg.submitted_at = "pending", "", utcnow()
+    reg.status, reg.reason, reg.recheck_reason, reg.submitted_at = "pending", "", "", utcnow()
     reg.reviewed_at = reg.reviewed_by = None
     team.status = TeamStatus.APPLIED
     session.add_all([reg, team])
@@ -64,8 +64,24 @@ def submit(session: Session, actor: User, team: Team, *, tech_route: str, indica
     return reg
 
 
-def formal_check(session: Session, reg: Registration) -> list[Problem]:
-    """What the 形式审查 finds wrong: legal entity, related-party tie, per-applicant cap, consortium size."""
+def _member_org_ids(session: Session, team_id: int, *, joining: User | None = None,
+                    leaving_user_id: int | None = None) -> set[int]:
+    """The organisations of the team's active members, as a change would leave them."""
+    q = select(User.org_id).join(TeamMember, TeamMember.user_id == User.id).where(
+        TeamMember.team_id == team_id, TeamMember.status == "active")
+    if leaving_user_id is not None:
+        q = q.where(TeamMember.user_id != leaving_user_id)
+    ids = {i for i in session.exec(q) if i is not None}
+    if joining is not None and joining.org_id is not None:
+        ids.add(joining.org_id)
+    return ids
+
+
+def formal_check(session: Session, reg: Registration, *, joining: User | None = None,
+                 leaving_user_id: int | None = None) -> list[Problem]:
+    """What the 形式审查 finds wrong: legal entity, related-party tie (of the lead, the partners and every
+    member's organisation), per-applicant cap, consortium size. `joining`/`leaving_user_id` check the team
+    as a change of its members would leave it."""
     team = session.get(Team, reg.team_id)
     challenge = session.get(Challenge, reg.challenge_id)
     assert team is not None and challenge is not None
@@ -75,7 +91,8 @@ def formal_check(session: Session, reg: Registration) -> list[Problem]:
         if org is not None and not (org.credit_code or "").strip():
             problems.append((N_("%(org)s has no unified social credit code, so it is not an independent legal "
                                 "entity."), {"org": org.name}))
-    ids = [o.id for o in orgs if o is not None]
+    ids = sorted({o.id for o in orgs if o is not None}
+                 | _member_org_ids(session, team.id, joining=joining, leaving_user_id=leaving_user_id))
     ties = session.exec(select(OrgRelation).where(or_(
         (OrgRelation.org_id.in_(ids)) & (OrgRelation.related_org_id == challenge.city_id),
         (OrgRelation.org_id == challenge.city_id) & (OrgRelation.related_org_id.in_(ids))))).all()
@@ -97,6 +114,52 @@ def formal_check(session: Session, reg: Registration) -> list[Problem]:
     return problems
 
 
+# What changed in a registered team, as the team and the city read it when the change sent it back to review.
+MEMBER_JOINED = N_("a member joined")
+MEMBER_LEFT = N_("a member left")
+CAPTAIN_CHANGED = N_("the captain changed")
+
+
+def _key(problem: Problem) -> tuple[str, tuple[tuple[str, str], ...]]:
+    msg, params = problem
+    return msg, tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def recheck_change(session: Session, team: Team, change: str, *, actor_id: int | None, refusable: bool,
+                   joining: User | None = None, leaving_user_id: int | None = None, dry_run: bool = False) -> None:
+    """Every change to a team whose registration the city approved runs the formal check's rules again,
+    on the team as the change will leave it; call it before applying the change.
+
+    A refusable change (the captain's or the joining person's own act) that breaks a rule is refused with
+    the reason. Otherwise the change goes ahead and, where the team no longer passes, the registration goes
+    back to review (pending, the team may not submit) with the change named for the team and the city.
+    Stages its own changes; the caller commits them with the team's change. `dry_run` only refuses (an
+    invitation: the change itself comes with its acceptance).
+    """
+    reg = for_team(session, team.id)
+    if reg is None or reg.status != "approved" or team.status != TeamStatus.APPROVED:
+        return  # a pending registration is checked with its members at the review; a closed team is out
+    after = formal_check(session, reg, joining=joining, leaving_user_id=leaving_user_id)
+    if not after:
+        return
+    if refusable:
+        before = {_key(p) for p in formal_check(session, reg)}
+        added = [p for p in after if _key(p) not in before]
+        if added:
+            msg, params = added[0]
+            raise DomainError(msg, code="formal_check", **params)
+    if dry_run:
+        return
+    challenge = session.get(Challenge, reg.challenge_id)
+    assert challenge is not None
+    reg.status, reg.recheck_reason = "pending", change
+    reg.reviewed_at = reg.reviewed_by = None
+    team.status = TeamStatus.APPLIED
+    session.add_all([reg, team])
+    audit.record(session, actor_id, "registration.recheck", "registration", reg.id, challenge.city_id,
+                 team=team.name, change=change, problems=[msg % params for msg, params in after])
+
+
 def review(session: Session, actor: User, reg: Registration, *, approve: bool, reason: str = "") -> Registration:
     """The city approves (only when the formal check finds nothing) or refuses with a reason."""
     challenge = session.get(Challenge, reg.challenge_id)
@@ -116,7 +179,7 @@ def review(session: Session, actor: User, reg: Registration, *, approve: bool, r
     elif not reason:
         raise DomainError(N_("Give the reason for the refusal; the team will read it."), field="reason")
     reg.status = "approved" if approve else "rejected"
-    reg.reason = reason
+    reg.reason, reg.recheck_reason = reason, ""
     reg.reviewed_at, reg.reviewed_by = utcnow(), actor.id
     team.status = TeamStatus.APPROVED if approve else TeamStatus.REJECTED
     team.reason = "" if approve else reason

@@ -1,16 +1,18 @@
 """Submission limits, the Submission record's creation, and who may look at a submission."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, true
+from sqlalchemy import and_, case, func, or_, text, true
 from sqlmodel import Session, select
 
 from challenges import access
-from challenges.models import (Challenge, ChallengeStatus, Outcome, Phase, Submission, SubmissionStatus, Team,
-                               TeamStatus)
+from challenges.models import (Challenge, ChallengeStatus, Dataset, Outcome, Phase, Submission, SubmissionKind,
+                               SubmissionStatus, Team, TeamStatus)
 from hub.errors import DomainError, N_, NotFound
 from hub.models import User, utcnow
 
@@ -20,6 +22,8 @@ IN_PROGRESS = (SubmissionStatus.QUEUED, SubmissionStatus.RUNNING)
 # Failures the team's image caused; the platform's own failures (PLATFORM_OUTCOMES) and quota refusals never count.
 IMAGE_OUTCOMES = (Outcome.TIME_LIMIT, Outcome.MEMORY_LIMIT, Outcome.NONZERO_EXIT, Outcome.MISSING_OUTPUT,
                   Outcome.BAD_OUTPUT, Outcome.IMAGE_REJECTED)
+# Check runs a team may start per (Beijing) day when the platform sets no other cap (HUB_CHECK_RUNS_PER_DAY).
+CHECK_RUNS_PER_DAY = 10
 
 
 def counts_condition(challenge: Challenge):  # type: ignore[no-untyped-def]
@@ -51,12 +55,17 @@ def usage(session: Session, challenge: Challenge, team_id: int, phase: Phase,
         func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
         func.coalesce(func.sum(case((and_(counted, S.created_at >= day_start), 1), else_=0)), 0),
         func.coalesce(func.sum(case((S.status.in_(IN_PROGRESS), 1), else_=0)), 0),
-    ).where(S.team_id == team_id, S.phase_id == phase.id)).one()
+    ).where(S.team_id == team_id, S.phase_id == phase.id, S.kind == SubmissionKind.SUBMISSION)).one()
     return {"total": int(row[0]), "today": int(row[1]), "running": int(row[2])}
 
 
-def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetime | None = None) -> None:
-    """Raise DomainError saying why this team may not submit to this phase now (and when it may again)."""
+def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetime | None = None, *,
+                     kind: str = SubmissionKind.SUBMISSION, check_runs_per_day: int = CHECK_RUNS_PER_DAY) -> None:
+    """Raise DomainError saying why this team may not submit to this phase now (and when it may again).
+
+    A check run passes the same doors (open challenge and phase, approved team) but not the submission
+    limits: it has its own cap instead (check_run_allowed).
+    """
     from challenges.phases import ensure_cuts
 
     now = now or utcnow()
@@ -86,6 +95,9 @@ def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetim
     if team.status != TeamStatus.APPROVED:
         raise DomainError(N_("Your team may submit once the city has approved its registration (形式审查)."),
                           code="not_approved")
+    if kind == SubmissionKind.CHECK:
+        check_run_allowed(session, challenge, team.id, phase, now, check_runs_per_day)  # type: ignore[arg-type]
+        return
     used = usage(session, challenge, team.id, phase, now)
     if used["running"] >= phase.concurrent_limit:
         raise DomainError(N_("Your team already has %(n)s submissions queued or running (the limit is %(limit)s). "
@@ -102,10 +114,21 @@ def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetim
 
 def create_submission(session: Session, *, team_id: int, phase_id: int, user_id: int, image_source: str,
                       image_ref: str, image_id: str, status: str = SubmissionStatus.QUEUED,
-                      outcome: str | None = None, reason: str = "") -> Submission:
-    """Check the limits, then write the Submission row (queued, or already ended for a refused image)."""
+                      outcome: str | None = None, reason: str = "", kind: str = SubmissionKind.SUBMISSION,
+                      check_runs_per_day: int = CHECK_RUNS_PER_DAY, image_bytes: int = 0,
+                      max_team_image_bytes: int | None = None,
+                      on_slot: Callable[[], None] | None = None) -> Submission:
+    """Check the limits, then write the Submission row (queued, or already ended for a refused image).
+
+    The limits (and the team's image storage cap, with `max_team_image_bytes`) are counted again and the row
+    written in one write transaction that holds the team's lock, so parallel submissions cannot all pass the
+    count before any of them is written. `on_slot` runs inside that transaction once the slot is taken, just
+    before the commit (the upload path moves its archive into place there); if it raises, nothing is written.
+    """
     now = utcnow()
-    check_can_submit(session, team_id, phase_id, now)
+    if kind not in {k.value for k in SubmissionKind}:
+        raise DomainError(N_("Unknown kind of run."), field="kind")
+    check_can_submit(session, team_id, phase_id, now, kind=kind, check_runs_per_day=check_runs_per_day)
     if image_source not in ("upload", "registry"):
         raise DomainError(N_("The image comes from an upload or from the registry."), field="image_source")
     if len(image_ref) > 300 or len(image_id) > 100:
@@ -120,15 +143,138 @@ def create_submission(session: Session, *, team_id: int, phase_id: int, user_id:
     assert phase is not None
     if active_team_id(session, phase.challenge_id, user_id) != team_id:
         raise DomainError(N_("Only active members of the team may submit for it."), code="forbidden")
-    ended = status in (SubmissionStatus.FAILED, SubmissionStatus.CANCELLED, SubmissionStatus.SCORED)
-    sub = Submission(challenge_id=phase.challenge_id, phase_id=phase_id, team_id=team_id, submitted_by=user_id,
-                     created_at=now, image_source=image_source, image_ref=image_ref, image_id=image_id,
-                     status=status, outcome=outcome, reason=reason, queued_at=now,
-                     finished_at=now if ended else None,
-                     counts_against_limit=outcome not in (Outcome.INFRA_ERROR, Outcome.CANCELLED))
-    session.add(sub)
-    session.commit()
+    _lock_team_for_submit(session, team_id)
+    try:
+        check_can_submit(session, team_id, phase_id, now, kind=kind, check_runs_per_day=check_runs_per_day)
+        if max_team_image_bytes is not None and image_bytes:
+            check_image_storage(session, team_id, max_team_image_bytes, image_id=image_id, size=image_bytes)
+        ended = status in (SubmissionStatus.FAILED, SubmissionStatus.CANCELLED, SubmissionStatus.SCORED)
+        sub = Submission(challenge_id=phase.challenge_id, phase_id=phase_id, team_id=team_id, submitted_by=user_id,
+                         created_at=now, kind=kind, image_source=image_source, image_ref=image_ref,
+                         image_id=image_id, image_bytes=image_bytes, status=status, outcome=outcome, reason=reason,
+                         queued_at=now, finished_at=now if ended else None,
+                         counts_against_limit=outcome not in (Outcome.INFRA_ERROR, Outcome.CANCELLED))
+        session.add(sub)
+        session.flush()
+        if on_slot is not None:
+            on_slot()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
     return sub
+
+
+def _lock_team_for_submit(session: Session, team_id: int) -> None:
+    """Open the write transaction in which a submission's limits are counted and its row is written.
+
+    PostgreSQL: the team's row is locked (SELECT … FOR UPDATE), so a team's submissions are written one at a
+    time and each counts the rows committed before it. SQLite: BEGIN IMMEDIATE takes the database's write
+    lock before the count (its default transaction would take it only at the INSERT, after every parallel
+    request had counted). Whatever the session had open is committed first: services commit their own work.
+    """
+    session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+    else:
+        session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+
+
+MIB = 1 << 20
+
+
+def stored_image_bytes(session: Session, team_id: int) -> int:
+    """Bytes of the distinct image archives the platform keeps for the team's uploads."""
+    S = Submission
+    per_image = (select(S.image_id, func.max(S.image_bytes).label("size"))
+                 .where(S.team_id == team_id, S.image_bytes > 0).group_by(S.image_id).subquery())
+    return int(session.execute(select(func.coalesce(func.sum(per_image.c.size), 0))).scalar_one())
+
+
+def check_image_storage(session: Session, team_id: int, cap: int, *, image_id: str = "", size: int = 0) -> int:
+    """Raise DomainError if the team may not store `size` more bytes (or, with size 0, any more); return the
+    bytes it stores now. An image the team already stores adds nothing."""
+    used = stored_image_bytes(session, team_id)
+    if size and image_id and session.exec(select(Submission.id).where(
+            Submission.team_id == team_id, Submission.image_id == image_id, Submission.image_bytes > 0)).first():
+        return used
+    mib = lambda n: f"{n / MIB:.1f}"  # noqa: E731
+    if not size and used >= cap:
+        raise DomainError(N_("Your team's stored images already take %(used)s MiB, its cap of %(cap)s MiB. Submit "
+                             "an image you uploaded before, or ask the computing center's operators to free space "
+                             "or raise the cap."), code="storage_limit", field="image", used=mib(used), cap=mib(cap))
+    if used + size > cap:
+        raise DomainError(N_("Your team's stored images take %(used)s MiB of its cap of %(cap)s MiB, so this image "
+                             "(%(size)s MiB) does not fit. Submit an image you uploaded before, or ask the computing "
+                             "center's operators to free space or raise the cap."), code="storage_limit",
+                          field="image", used=mib(used), cap=mib(cap), size=mib(size))
+    return used
+
+
+# ---------------------------------------------------------------- check runs
+def sample_dataset(session: Session, phase: Phase) -> Dataset | None:
+    """The dataset of the phase's split when it has a public sample that a check run can read, else None."""
+    from challenges.datasets import SAMPLE_NAME, for_split
+
+    ds = for_split(session, phase.challenge_id, phase.split)
+    if ds is None or not ds.sample_dir or not (Path(ds.sample_dir) / SAMPLE_NAME).is_file():
+        return None
+    return ds
+
+
+def check_run_allowed(session: Session, challenge: Challenge, team_id: int, phase: Phase, now: datetime,
+                      per_day: int) -> None:
+    """Raise DomainError unless the team may start a check run now: the phase has a public sample, the team
+    has no other check run in flight, and today's cap is not used up (the platform's failures never count)."""
+    if sample_dataset(session, phase) is None:
+        raise DomainError(N_("Phase %(phase)s has no public sample, so check runs are not available. Ask the "
+                             "organisers to publish a sample, or submit the image as a regular submission."),
+                          code="no_sample", phase=phase.name)
+    S = Submission
+    day_start = _local_day_start(now)
+    row = session.execute(select(
+        func.coalesce(func.sum(case((S.status.in_(IN_PROGRESS), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(S.created_at >= day_start, S.counts_against_limit == true()), 1),
+                                    else_=0)), 0),
+    ).where(S.team_id == team_id, S.kind == SubmissionKind.CHECK)).one()
+    if int(row[0]) >= 1:
+        raise DomainError(N_("Your team already has a check run queued or running. Start the next one when it "
+                             "has finished."), code="check_running")
+    if int(row[1]) >= per_day:
+        raise DomainError(N_("Your team has used today's %(limit)s check runs. The next one can start at "
+                             "%(when)s."), code="check_limit", limit=per_day,
+                          when=_fmt_local(day_start + timedelta(days=1)))
+
+
+# ---------------------------------------------------------------- who may read a run's log
+LOG_WITHHELD = N_("This run read the phase's hidden test data, so its log is shown only to the judges and the "
+                  "organisers. Your team sees the outcome, the reason, the exit code and the timings. To debug "
+                  "with a full log, start a check run: it runs your image on the phase's public sample inputs.")
+
+
+def run_has_hidden_inputs(session: Session, sub: Submission, phase: Phase) -> bool:
+    """Whether the run's /input held data that its team may not see.
+
+    A check run reads the public sample. Any other run reads its split's test inputs, which are hidden when
+    its phase's board is private (scores at the reveal) or when a private phase of the challenge is
+    evaluated on the same split: what the container printed may be those inputs.
+    """
+    if sub.kind == SubmissionKind.CHECK:
+        return False
+    if phase.scores_visible == "reveal":
+        return True
+    return session.exec(select(Phase.id).where(Phase.challenge_id == phase.challenge_id, Phase.split == phase.split,
+                                               Phase.scores_visible == "reveal")).first() is not None
+
+
+def can_read_log(session: Session, viewer: User | None, sub: Submission, phase: Phase, challenge: Challenge) -> bool:
+    """The one rule for every log path (page, API, live tail, CLI): those who may see the submission read its
+    log, except its own team when the run's inputs were hidden; organisers, panel judges, the admin read all."""
+    if not can_view(session, viewer, sub, challenge):
+        return False
+    if access.is_privileged(session, viewer, challenge):
+        return True
+    return not run_has_hidden_inputs(session, sub, phase)
 
 
 # ---------------------------------------------------------------- reading
@@ -142,17 +288,17 @@ def can_view(session: Session, viewer: User | None, sub: Submission, challenge: 
     """Own team, organisers, admin, and panel judges without a declared conflict with the team."""
     if viewer is None:
         return False
-    if access.is_admin(viewer) or access.is_organiser(viewer, challenge):
-        return True
-    if access.is_panel_judge(session, viewer, challenge):
-        return sub.team_id not in access.conflicted_team_ids(session, challenge.id, viewer.id)
+    if access.is_privileged(session, viewer, challenge):
+        return access.official_reader_of_team(session, viewer, challenge, sub.team_id)
     return access.active_team_id(session, challenge.id, viewer.id) == sub.team_id
 
 
 def scores_shown(session: Session, viewer: User | None, sub: Submission, phase: Phase,
                  challenge: Challenge, now: datetime | None = None) -> bool:
-    """A private phase's scores stay hidden from teams until the reveal; the privileged always see them."""
-    if access.is_privileged(session, viewer, challenge):
+    """A private phase's scores stay hidden from teams until the reveal; the privileged always see them.
+
+    A check run's scores are measured on the public sample and are never hidden."""
+    if sub.kind == SubmissionKind.CHECK or access.is_privileged(session, viewer, challenge):
         return True
     if phase.scores_visible != "reveal":
         return True
@@ -173,19 +319,22 @@ def get_for_viewer(session: Session, submission_id: int, viewer: User | None) ->
 
 
 def as_dict(sub: Submission, phase: Phase, challenge: Challenge, team: Team | None, show_scores: bool,
-            outcome_text: str) -> dict[str, Any]:
+            outcome_text: str, *, show_log: bool) -> dict[str, Any]:
+    """The submission as JSON; `show_log` comes from can_read_log (a withheld log is left out, not blanked later)."""
     iso = lambda d: d.isoformat() if d else None  # noqa: E731
     return {
         "id": sub.id, "challenge": challenge.slug, "phase": {"id": phase.id, "name": phase.name},
         "team": {"id": sub.team_id, "name": team.name if team else None},
-        "status": sub.status, "outcome": sub.outcome, "outcome_text": outcome_text, "reason": sub.reason,
+        "kind": sub.kind, "status": sub.status, "outcome": sub.outcome, "outcome_text": outcome_text,
+        "reason": sub.reason,
         "exit_code": sub.exit_code,
         "scores": dict(sub.scores) if show_scores else None,
         "primary_score": sub.primary_score if show_scores else None,
         "scores_hidden_until_reveal": not show_scores,
         "runtime_s": sub.runtime_s, "attempt": sub.attempt, "image_ref": sub.image_ref, "image_id": sub.image_id,
         "created_at": iso(sub.created_at), "queued_at": iso(sub.queued_at), "started_at": iso(sub.started_at),
-        "finished_at": iso(sub.finished_at), "log_excerpt": sub.log_excerpt,
+        "finished_at": iso(sub.finished_at), "log_excerpt": sub.log_excerpt if show_log else "",
+        "log_withheld": not show_log,
         "counts_against_limit": sub.counts_against_limit,
         "disqualified": sub.disqualified, "dq_reason": sub.dq_reason,
     }

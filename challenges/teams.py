@@ -5,8 +5,10 @@ import secrets
 
 from sqlmodel import Session, func, select
 
+from challenges import registration
 from challenges.models import (Challenge, ChallengeStatus, Registration, Submission, Team, TeamMember, TeamStatus)
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
+from hub.membership import membership_ended
 from hub.models import Role, User
 
 JOINABLE_STATUSES = {ChallengeStatus.OPEN}
@@ -58,7 +60,8 @@ def teams_of_user(session: Session, user_id: int) -> list[tuple[Team, TeamMember
 
 
 def is_captain(team: Team, user: User | None) -> bool:
-    return user is not None and team.captain_id == user.id
+    # The captain acts for the lead organisation: only while an active member of it (hub.membership).
+    return user is not None and team.captain_id == user.id and user.org_id == team.lead_org_id
 
 
 def _require_captain(team: Team, user: User) -> None:
@@ -131,6 +134,9 @@ def invite_by_email(session: Session, captain: User, team: Team, email: str) -> 
     if user is None or not user.active:
         raise DomainError(N_("No account with this e-mail address. Send the invitation link instead."), field="email")
     _require_team_role(user)
+    _require_free(session, challenge.id, user)
+    registration.recheck_change(session, team, registration.MEMBER_JOINED, actor_id=captain.id, refusable=True,
+                                joining=user, dry_run=True)
     return _add_member(session, team, challenge, user, "invited")
 
 
@@ -148,6 +154,10 @@ def approve_member(session: Session, captain: User, team: Team, user_id: int) ->
     challenge = session.get(Challenge, team.challenge_id)
     assert challenge is not None
     _require_room(session, team, challenge)
+    user = session.get(User, user_id)
+    assert user is not None
+    registration.recheck_change(session, team, registration.MEMBER_JOINED, actor_id=captain.id, refusable=True,
+                                joining=user)
     row.status = "active"
     session.add(row)
     session.commit()
@@ -166,6 +176,8 @@ def accept_invitation(session: Session, actor: User, team: Team) -> TeamMember:
     challenge = session.get(Challenge, team.challenge_id)
     assert challenge is not None
     _require_room(session, team, challenge)
+    registration.recheck_change(session, team, registration.MEMBER_JOINED, actor_id=actor.id, refusable=True,
+                                joining=actor)
     row.status = "active"
     session.add(row)
     session.commit()
@@ -184,6 +196,9 @@ def leave(session: Session, actor: User, team: Team) -> bool:
     if row is None:
         raise NotFound(N_("You are not in this team."))
     if team.captain_id != actor.id:
+        if row.status == "active":  # leaving cannot be refused: a team that no longer passes goes back to review
+            registration.recheck_change(session, team, registration.MEMBER_LEFT, actor_id=actor.id,
+                                        refusable=False, leaving_user_id=actor.id)
         session.delete(row)
         session.commit()
         return False
@@ -207,6 +222,7 @@ def make_captain(session: Session, captain: User, team: Team, user_id: int) -> N
     row = _pending_row(session, team, user_id, "active")
     old = session.exec(select(TeamMember).where(TeamMember.team_id == team.id,
                                                 TeamMember.user_id == captain.id)).one()
+    registration.recheck_change(session, team, registration.CAPTAIN_CHANGED, actor_id=captain.id, refusable=True)
     old.role, row.role = "member", "captain"
     team.captain_id = user_id
     session.add_all([old, row, team])
@@ -220,3 +236,32 @@ def new_invite_link(session: Session, captain: User, team: Team) -> str:
     session.add(team)
     session.commit()
     return team.invite_token
+
+
+def end_ties_to_org(session: Session, user_id: int, org_id: int) -> None:
+    """A person who left or was removed from an organisation is out of every team led for it at once.
+
+    A captain hands the team to its longest-standing active member who still belongs to the lead
+    organisation; with none left, the team keeps no active member who may act for it (its results stay).
+    """
+    rows = session.exec(select(TeamMember, Team).join(Team, Team.id == TeamMember.team_id).where(
+        TeamMember.user_id == user_id, Team.lead_org_id == org_id)).all()
+    for row, team in rows:
+        if row.status == "active":
+            registration.recheck_change(session, team, registration.MEMBER_LEFT, actor_id=None, refusable=False,
+                                        leaving_user_id=user_id)
+        if team.captain_id == user_id:
+            successor = session.exec(select(TeamMember).join(User, User.id == TeamMember.user_id).where(
+                TeamMember.team_id == team.id, TeamMember.user_id != user_id, TeamMember.status == "active",
+                User.org_id == org_id).order_by(TeamMember.joined_at, TeamMember.id)).first()
+            if successor is not None:
+                successor.role = "captain"
+                team.captain_id = successor.user_id
+                session.add_all([successor, team])
+        session.delete(row)
+    session.commit()
+
+
+@membership_ended.connect
+def _on_membership_ended(_sender: object, *, session: Session, user_id: int, org_id: int, **_: object) -> None:
+    end_ties_to_org(session, user_id, org_id)

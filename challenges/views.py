@@ -24,7 +24,8 @@ from hub.cache import VersionedCache
 from hub.errors import N_, DomainError, NotFound
 from hub.forms import EmptyForm
 from hub.models import Organisation, OrgKind, Role, User, utcnow
-from hub.web import cached_response, db, flash_error, login_required, request_version, role_required, translate_error
+from hub.web import (cached_response, db, flash_error, id_arg, login_required, request_version, role_required,
+                     translate_error)
 from marketplace.models import Scenario
 
 bp = Blueprint("challenges", __name__)
@@ -341,7 +342,7 @@ def sample(slug: str, split: str):
 
 # ---------------------------------------------------------------- leaderboards
 def _board_phase(challenge: Challenge, now: datetime | None = None) -> Phase:
-    phase_id = request.args.get("phase", type=int)
+    phase_id = id_arg("phase")
     if phase_id:
         return phases.get(db(), phase_id, challenge)
     phase = challenges.current_phase(db(), challenge, now)
@@ -425,7 +426,7 @@ def _team_visible(team: Team, challenge: Challenge) -> None:
         abort(404)
     in_team = db().exec(select(TeamMember.id).where(TeamMember.team_id == team.id,
                                                     TeamMember.user_id == me.id)).first() is not None
-    if not (in_team or access.is_privileged(db(), me, challenge)):
+    if not (in_team or access.official_reader_of_team(db(), me, challenge, team.id)):
         abort(404)
 
 
@@ -439,6 +440,7 @@ def team(team_id: int):
     reg = registration.for_team(session, t.id)
     return render_template("challenges/team.html", team=t, challenge=challenge, members=teams.members(session, t.id),
                            is_captain=teams.is_captain(t, current_user), reg=reg,
+                           cut_notice=phases.cut_notice(session, current_user, t),
                            lead=session.get(Organisation, t.lead_org_id),
                            problems=registration.formal_check(session, reg) if reg and reg.status == "pending" else [],
                            invite_form=InviteForm(), form=EmptyForm(),
@@ -614,6 +616,11 @@ def submission(submission_id: int):
                            show_scores=submissions.scores_shown(session, current_user, sub, phase, challenge),
                            can_judge=(access.is_organiser(current_user, challenge)
                                       or access.is_panel_judge(session, current_user, challenge)),
+                           can_read_log=submissions.can_read_log(session, current_user, sub, phase, challenge),
+                           log_withheld_text=submissions.LOG_WITHHELD,
+                           check_url=(url_for("evaluator.submit", slug=challenge.slug, kind="check")
+                                      if "evaluator.submit" in current_app.view_functions
+                                      and submissions.sample_dataset(session, phase) is not None else None),
                            metrics=leaderboard.metrics_of(challenge), log_url=log_url, form=ReasonForm())
 
 
@@ -819,6 +826,8 @@ def announce(slug: str):
 @role_required(Role.GOV, Role.ADMIN)
 def audit_log():
     org_id = None if current_user.role == Role.ADMIN else current_user.org_id
+    if org_id is None and current_user.role != Role.ADMIN:
+        abort(403)  # staff with no active membership of a city: no city's log (None would mean every line)
     lines = audit.lines_for(db(), org_id=org_id, limit=300)
     actors = {u.id: u for u in db().exec(select(User).where(User.id.in_({ln.actor_id for ln in lines
                                                                           if ln.actor_id})))}

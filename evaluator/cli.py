@@ -1,7 +1,8 @@
 """The team's command line: `docker save` a local image, upload it with a progress bar, say where to watch it.
 
     python -m evaluator.cli submit IMAGE --challenge SLUG [--url URL] [--token TOKEN] [--wait]
-    python -m evaluator.cli submit REGISTRY/NAME:TAG --challenge SLUG --registry
+    python -m evaluator.cli submit REGISTRY/team-ID/NAME@sha256:DIGEST --challenge SLUG --registry
+    python -m evaluator.cli submit IMAGE --challenge SLUG --check --wait   (a check run on the public sample)
     hub-submit submit …                       (the same, as a console script)
 
 URL and token default to $HUB_URL (http://127.0.0.1:5000) and $HUB_TOKEN (made on the account page).
@@ -90,15 +91,20 @@ def _response(conn: http.client.HTTPConnection) -> tuple[int, dict[str, Any]]:
         return resp.status, {"error": {"message": raw[:300].decode("utf-8", "replace")}}
 
 
-def upload(url: str, token: str, slug: str, tar: Path, progress: bool = True) -> tuple[int, dict[str, Any]]:
-    """POST the archive as multipart field `image`, streamed with a progress bar."""
+def _submissions_path(base: str, slug: str, check: bool) -> str:
+    return f"{base}/api/v1/challenges/{quote(slug)}/submissions" + ("?kind=check" if check else "")
+
+
+def upload(url: str, token: str, slug: str, tar: Path, progress: bool = True,
+           check: bool = False) -> tuple[int, dict[str, Any]]:
+    """POST the archive as multipart field `image`, streamed with a progress bar (a check run with `check`)."""
     boundary = uuid.uuid4().hex
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{tar.name}\"\r\n"
             "Content-Type: application/x-tar\r\n\r\n").encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = tar.stat().st_size
     conn, base = _connection(url)
-    conn.putrequest("POST", f"{base}/api/v1/challenges/{quote(slug)}/submissions")
+    conn.putrequest("POST", _submissions_path(base, slug, check))
     conn.putheader("Authorization", f"Bearer {token}")
     conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
     conn.putheader("Content-Length", str(len(head) + size + len(tail)))
@@ -125,10 +131,11 @@ def upload(url: str, token: str, slug: str, tar: Path, progress: bool = True) ->
     return _response(conn)
 
 
-def submit_reference(url: str, token: str, slug: str, reference: str) -> tuple[int, dict[str, Any]]:
+def submit_reference(url: str, token: str, slug: str, reference: str,
+                     check: bool = False) -> tuple[int, dict[str, Any]]:
     conn, base = _connection(url)
     body = json.dumps({"image": reference}).encode()
-    conn.request("POST", f"{base}/api/v1/challenges/{quote(slug)}/submissions", body=body,
+    conn.request("POST", _submissions_path(base, slug, check), body=body,
                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                           "Accept": "application/json"})
     return _response(conn)
@@ -140,6 +147,7 @@ def follow(url: str, token: str, log_url: str, out: Any = sys.stdout, poll_s: fl
     parts = urlsplit(log_url)
     path = parts.path if parts.scheme else log_url
     shown = 0
+    told = False
     deadline = time.monotonic() + timeout_s
     while True:
         conn, _ = _connection(url)
@@ -147,6 +155,9 @@ def follow(url: str, token: str, log_url: str, out: Any = sys.stdout, poll_s: fl
         status, body = _response(conn)
         if status != 200:
             raise CliError(body.get("error", {}).get("message", f"HTTP {status}"))
+        if body.get("log_withheld") and not told:
+            out.write((body.get("log_withheld_text") or "The log of this run is withheld.") + "\n")
+            told = True
         text = body.get("log") or ""
         if len(text) > shown:
             out.write(text[shown:])
@@ -164,13 +175,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise CliError("no API token: pass --token or set HUB_TOKEN (create one on your account page)")
     url = (args.url or os.environ.get("HUB_URL") or "http://127.0.0.1:5000").rstrip("/")
     if args.registry:
-        status, body = submit_reference(url, token, args.challenge, args.image)
+        status, body = submit_reference(url, token, args.challenge, args.image, check=args.check)
     else:
         with tempfile.TemporaryDirectory(prefix="hub-submit-") as tmp:
             print(f"saving {args.image} …", file=sys.stderr)
             tar = save_image(args.image, Path(tmp) / "image.tar")
             print(f"uploading {tar.stat().st_size / (1 << 20):.1f} MiB to {url}", file=sys.stderr)
-            status, body = upload(url, token, args.challenge, tar, progress=not args.quiet)
+            status, body = upload(url, token, args.challenge, tar, progress=not args.quiet, check=args.check)
     if status not in (200, 201):
         err = body.get("error", {})
         sub = err.get("submission") or {}
@@ -178,7 +189,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if sub.get("url"):
             print(f"details: {sub['url']}", file=sys.stderr)
         return 2
-    print(f"submission {body['id']}: {body['status']}")
+    print(f"{'check run' if body.get('kind') == 'check' else 'submission'} {body['id']}: {body['status']}")
     if body.get("position"):
         print(f"queue position {body['position']}" + (f", {body['wait_text']}" if body.get("wait_text") else ""))
     print(f"watch it at: {body.get('url') or body.get('log_url')}")
@@ -195,12 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub-submit", description="Submit a Docker image to an AI+ challenge.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("submit", help="save a local image (or name one in the registry) and submit it")
-    p.add_argument("image", help="a local image (name, tag or ID); with --registry, a reference in the center's registry")
+    p.add_argument("image", help="a local image (name, tag or ID); with --registry, your team's image in the center's "
+                   "registry by digest: REGISTRY/team-<team id>/<name>@sha256:<digest> (the namespace and digest "
+                   "`docker push` showed; the submit page names your team's namespace)")
     p.add_argument("--challenge", required=True, help="the challenge's short name (slug)")
     p.add_argument("--url", default=None, help="the platform's address (default $HUB_URL or http://127.0.0.1:5000)")
     p.add_argument("--token", default=None, help="API token (default $HUB_TOKEN)")
-    p.add_argument("--registry", action="store_true", help="IMAGE is in the center's registry: let the platform pull it")
+    p.add_argument("--registry", action="store_true", help="IMAGE is in your team's namespace (team-<team id>) of "
+                   "the center's registry: let the platform pull it by digest")
     p.add_argument("--wait", action="store_true", help="follow the log until the submission has ended")
+    p.add_argument("--check", action="store_true",
+                   help="a check run: run the image on the phase's public sample, with its full log; it does not "
+                        "count against the submission limits and never reaches a leaderboard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_submit)
     return parser

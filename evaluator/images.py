@@ -128,8 +128,15 @@ def busybox_layer(script: str, *, busybox: Path = BUSYBOX, files: dict[str, byte
 def image_config(layers: Sequence[bytes], *, architecture: str = "amd64", os: str = "linux",
                  entrypoint: list[str] | None = None, cmd: list[str] | None = None, user: str = "",
                  env: dict[str, str] | None = None, workdir: str = "/", labels: dict[str, str] | None = None,
-                 ) -> dict[str, Any]:
-    """An image config (the JSON whose sha256 is the image ID) for uncompressed `layers`."""
+                 volumes: Sequence[str] = (), healthcheck: dict[str, Any] | None = None,
+                 stop_signal: str | None = None, exposed_ports: Sequence[str] = (),
+                 on_build: Sequence[str] = ()) -> dict[str, Any]:
+    """An image config (the JSON whose sha256 is the image ID) for uncompressed `layers`.
+
+    `volumes` (VOLUME paths), `healthcheck` (Docker's {"Test": [...], "Interval": ns, ...}), `stop_signal`,
+    `exposed_ports` ("8080/tcp") and `on_build` (ONBUILD instructions) are what a Dockerfile would declare;
+    left unset they are not written, so an image without them keeps the ID it always had.
+    """
     config: dict[str, Any] = {
         "Env": [PATH_ENV] + [f"{k}={v}" for k, v in (env or {}).items()],
         "Entrypoint": entrypoint,
@@ -138,6 +145,16 @@ def image_config(layers: Sequence[bytes], *, architecture: str = "amd64", os: st
         "WorkingDir": workdir,
         "Labels": labels or None,
     }
+    if volumes:
+        config["Volumes"] = {path: {} for path in volumes}
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
+    if stop_signal is not None:
+        config["StopSignal"] = stop_signal
+    if exposed_ports:
+        config["ExposedPorts"] = {port: {} for port in exposed_ports}
+    if on_build:
+        config["OnBuild"] = list(on_build)
     return {
         "architecture": architecture,
         "os": os,
@@ -152,13 +169,16 @@ def busybox_parts(script: str, *, architecture: str = "amd64", os: str = "linux"
                   env: dict[str, str] | None = None, entrypoint: list[str] | None = None,
                   cmd: list[str] | None = None, files: dict[str, bytes] | None = None,
                   extra_layers: Sequence[bytes] = (), repo_tags: Sequence[str] = (),
-                  busybox: Path = BUSYBOX) -> ImageParts:
-    """The parts of a busybox image that runs `script` with /bin/sh (unless `entrypoint` says otherwise)."""
+                  busybox: Path = BUSYBOX, **declared: Any) -> ImageParts:
+    """The parts of a busybox image that runs `script` with /bin/sh (unless `entrypoint` says otherwise).
+
+    `declared` goes to image_config: volumes, healthcheck, stop_signal, exposed_ports, on_build.
+    """
     layers = [busybox_layer(script, busybox=busybox, files=files), *extra_layers]
     if entrypoint is None and cmd is None:
         entrypoint = ["/bin/sh", "/app/run.sh"]
     config = image_config(layers, architecture=architecture, os=os, entrypoint=entrypoint, cmd=cmd, user=user,
-                          env=env)
+                          env=env, **declared)
     return ImageParts(config=config, layers=layers, repo_tags=list(repo_tags))
 
 

@@ -1,12 +1,22 @@
 """Image intake: stream an upload to disk, check a `docker save` archive before loading it, load or pull
-an image and pin it by ID/digest, inspect it before a run. Docker only: no Flask, no database."""
+an image and pin it by ID/digest, inspect it before a run. Docker only: no Flask, no database.
+
+The archive checks (check_image_tar: structure, paths, and every layer hashed against the config's
+rootfs.diff_ids) and the registry rule (check_team_reference) are pure functions that need no engine, so they
+hold wherever intake runs. Loading never applies the names an archive carries (untagged_archive)."""
 from __future__ import annotations
 
+import bz2
+import copy
+import gzip
 import hashlib
+import io
 import json
+import lzma
 import posixpath
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -14,7 +24,8 @@ from typing import IO, Any
 import docker.errors
 import requests.exceptions
 
-from evaluator.sandbox import GUARDED_ENV_PREFIXES, SandboxInfraError, guarded_env_names
+from evaluator.sandbox import (GUARDED_ENV_PREFIXES, SandboxInfraError, UnsafeImageConfig, guarded_env_names,
+                               volume_masks)
 from hub.errors import N_, DomainError
 
 MIB = 1 << 20
@@ -46,6 +57,14 @@ REASONS: dict[str, str] = {
     "pull_failed": N_("The image could not be pulled: %(detail)s"),
     "image_missing": N_("The image is not on this node: %(detail)s"),
     "no_command": N_("The image has no ENTRYPOINT or CMD to run."),
+    "volume_refused": N_("The image declares a VOLUME the sandbox cannot give a size-capped mount; remove that "
+                         "VOLUME instruction (write to /tmp or /output instead) and submit again: %(detail)s"),
+    "layer_digest": N_("The image's layers do not match the digests its config declares (rootfs.diff_ids); "
+                       "save the image again with `docker save` and upload that file: %(detail)s"),
+    "registry_namespace": N_("Your team may only submit images from its own namespace in the center's "
+                             "registry: %(detail)s"),
+    "digest_required": N_("Name the image by its digest (…@sha256:…, as `docker push` prints it), not by a "
+                          "tag alone: %(detail)s"),
 }
 
 
@@ -96,6 +115,10 @@ class ImageFacts:
     working_dir: str
     env: dict[str, str] = field(default_factory=dict)
     overridden_env: tuple[str, ...] = ()   # image env names the sandbox replaces (devices, preload)
+    volumes: tuple[str, ...] = ()          # declared VOLUMEs: each is masked by a capped tmpfs in the sandbox
+    # What else the image declares that the sandbox disables or ignores: HEALTHCHECK, STOPSIGNAL, USER, EXPOSE,
+    # ONBUILD (kept so that operators can see what an image asked for).
+    ignored_config: tuple[str, ...] = ()
 
     @property
     def has_command(self) -> bool:
@@ -186,6 +209,17 @@ def _read_json(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: 
         raise ImageRejected("invalid_manifest", f"{what} {name!r} is not valid JSON ({err})") from None
 
 
+def _read_blob_json(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], digest: Any, what: str) -> Any:
+    """A content-addressed JSON blob of the OCI layout, checked against its digest before it is believed."""
+    name = _blob_path(digest)
+    member = members.get(name)
+    if member is not None and member.isfile() and member.size <= MAX_JSON_BYTES:
+        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ImageRejected("invalid_manifest", f"the {what} blob {name!r} does not match its digest")
+    return _read_json(tar, members, name, what)
+
+
 def _blob_path(digest: Any) -> str:
     if not isinstance(digest, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise ImageRejected("invalid_manifest", f"bad blob digest {digest!r}")
@@ -217,7 +251,7 @@ def _locate_oci(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
         if len(entries) != 1:
             raise ImageRejected("image_count", f"the index lists {len(entries)} images")
         entry = entries[0]
-        doc = _read_json(tar, members, _blob_path(entry.get("digest")), "manifest")
+        doc = _read_blob_json(tar, members, entry.get("digest"), "manifest")
         if isinstance(doc, dict) and "manifests" in doc:
             index = doc
             continue
@@ -231,19 +265,70 @@ def _locate_oci(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
     raise ImageRejected("invalid_manifest", "the image index nests too deeply")
 
 
-def _scan_layer(tar: tarfile.TarFile, member: tarfile.TarInfo, layer_name: str, budget: int) -> int:
-    """Check every member of one layer tar for paths outside the image; return its unpacked bytes."""
+class _HashingReader(io.RawIOBase):
+    """Reads through to `raw`, hashing every byte that passes; past `limit` bytes it refuses (decompression bombs)."""
+
+    def __init__(self, raw: IO[bytes], limit: int | None = None) -> None:
+        super().__init__()
+        self.raw, self.limit = raw, limit
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.raw.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        self.digest.update(data)
+        self.size += n
+        if self.limit is not None and self.size > self.limit:
+            raise ImageRejected("too_large", f"the unpacked layers are over {self.limit} bytes")
+        return n
+
+    def drain(self) -> None:
+        """Read (and hash) whatever is left: a digest covers every byte, padding after the tar's end too."""
+        while self.read(MIB):
+            pass
+
+
+def _decompressed(fh: IO[bytes], head: bytes) -> IO[bytes] | None:
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=fh, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(fh)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(fh)
+    return None
+
+
+@dataclass(frozen=True)
+class _LayerScan:
+    unpacked: int      # bytes of the files in the layer
+    diff_id: str       # sha256 of the uncompressed layer tar: what rootfs.diff_ids must declare
+    blob_digest: str   # sha256 of the member as stored (compressed or not): an OCI blob's name
+
+
+def _scan_layer(tar: tarfile.TarFile, member: tarfile.TarInfo, layer_name: str, budget: int) -> _LayerScan:
+    """Stream one layer once: check every member for paths outside the image and hash its content.
+
+    Memory stays at a buffer or two whatever the layer's size; a gzip (bzip2, xz) layer is hashed as it
+    is decompressed, so its diff_id is that of the uncompressed tar, as Docker computes it.
+    """
     fh = tar.extractfile(member)
     if fh is None:
         raise ImageRejected("invalid_manifest", f"layer {layer_name!r} is not a file")
     head = fh.peek(8)[:8] if hasattr(fh, "peek") else b""
-    compressed = any(head.startswith(magic) for magic in _COMPRESSED_MAGIC)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         raise ImageRejected("layer_unreadable", f"layer {layer_name!r} is zstd-compressed, which is not supported")
     total = 0
     try:
-        # Uncompressed layers are read by seeking from header to header; compressed ones must be streamed.
-        with tarfile.open(fileobj=fh, mode="r|*" if compressed else "r:") as layer:
+        compressed = any(head.startswith(magic) for magic in _COMPRESSED_MAGIC)
+        stored = _HashingReader(fh, limit=None if compressed else budget)
+        inner = _decompressed(stored, head)
+        plain = _HashingReader(inner, limit=budget) if inner is not None else stored
+        with tarfile.open(fileobj=plain, mode="r|", bufsize=MIB) as layer:
             while (item := layer.next()) is not None:
                 layer.members.clear()   # keep memory flat on layers with many files
                 why = _unsafe_name(item.name)
@@ -258,9 +343,41 @@ def _scan_layer(tar: tarfile.TarFile, member: tarfile.TarInfo, layer_name: str, 
                 total += item.size
                 if total > budget:
                     raise ImageRejected("too_large", f"the unpacked layers are over {budget} bytes")
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+        plain.drain()
+        stored.drain()
+    except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError) as err:
         raise ImageRejected("layer_unreadable", f"layer {layer_name!r} is not a valid tar ({err})") from None
-    return total
+    return _LayerScan(total, "sha256:" + plain.digest.hexdigest(), "sha256:" + stored.digest.hexdigest())
+
+
+def _check_layers(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], layer_names: list[str],
+                  diff_ids: Any, budget: int) -> int:
+    """Hash every layer and compare it, in order, with the config's rootfs.diff_ids; return the unpacked bytes.
+
+    The engine skips a layer whose digest it already has, so a layer that is not what the config declares
+    would run on someone else's files: nothing is loaded unless every layer is exactly what it claims.
+    """
+    if not isinstance(diff_ids, list) or not all(
+            isinstance(d, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", d) for d in diff_ids):
+        raise ImageRejected("invalid_manifest", "the image config's rootfs.diff_ids is not a list of sha256 digests")
+    if len(diff_ids) != len(layer_names):
+        raise ImageRejected("layer_digest", f"the image config declares {len(diff_ids)} layer digest(s) in "
+                            f"rootfs.diff_ids, but the archive lists {len(layer_names)} layers")
+    unpacked = 0
+    for index, (name, declared) in enumerate(zip(layer_names, diff_ids), start=1):
+        member = members.get(_norm(name))
+        if member is None:
+            raise ImageRejected("invalid_manifest", f"layer {name!r} is missing from the archive")
+        scan = _scan_layer(tar, member, name, budget - unpacked)
+        unpacked += scan.unpacked
+        if scan.diff_id != declared:
+            raise ImageRejected("layer_digest", f"layer {index} ({name}) hashes to {scan.diff_id}, but the image "
+                                f"config declares {declared}")
+        named = re.fullmatch(r"blobs/sha256/([0-9a-f]{64})", _norm(name))
+        if named and scan.blob_digest != f"sha256:{named.group(1)}":
+            raise ImageRejected("layer_digest", f"layer {index} ({name}) hashes to {scan.blob_digest}, not the "
+                                "digest its name declares")
+    return unpacked
 
 
 def check_image_tar(path: Path, *, max_bytes: int, max_layers: int, allowed_platform: str = "linux/amd64",
@@ -305,18 +422,15 @@ def check_image_tar(path: Path, *, max_bytes: int, max_layers: int, allowed_plat
         if len(layer_names) > max_layers:
             raise ImageRejected("too_many_layers",
                                 f"the image has {len(layer_names)} layers, over the limit of {max_layers}")
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids")
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_names):
-            raise ImageRejected("invalid_manifest", "the config's rootfs.diff_ids do not match the layers")
         budget = max_unpacked_bytes if max_unpacked_bytes is not None else DEFAULT_UNPACK_FACTOR * max_bytes
-        unpacked = 0
-        for name in layer_names:
-            member = members.get(_norm(name))
-            if member is None:
-                raise ImageRejected("invalid_manifest", f"layer {name!r} is missing from the archive")
-            unpacked += _scan_layer(tar, member, name, budget - unpacked)
+        unpacked = _check_layers(tar, members, layer_names, (config.get("rootfs") or {}).get("diff_ids"), budget)
         config_bytes = tar.extractfile(members[_norm(config_name)]).read()  # type: ignore[union-attr]
-    return ImageTarInfo(size=size, layout=layout, image_id="sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+    image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    named = re.fullmatch(r"blobs/sha256/([0-9a-f]{64})", _norm(config_name))
+    if named and image_id != f"sha256:{named.group(1)}":
+        raise ImageRejected("invalid_manifest", f"the image config {config_name!r} hashes to {image_id}, not the "
+                            "digest its name declares")
+    return ImageTarInfo(size=size, layout=layout, image_id=image_id,
                         architecture=str(config.get("architecture")), os=str(config.get("os")),
                         layers=len(layer_names), unpacked_bytes=unpacked, repo_tags=tags)
 
@@ -337,7 +451,7 @@ def _check_members(tar: tarfile.TarFile, path: Path, size: int) -> dict[str, tar
             if member.islnk() and _norm(member.linkname) not in members:
                 raise ImageRejected("unsafe_link", f"hard link {member.name!r} points to {member.linkname!r}, "
                                     "which is not an earlier member")
-            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            if member.issparse() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                 kind = "device" if (member.ischr() or member.isblk()) else "special file"
                 raise ImageRejected("special_file", f"member {member.name!r} is a {kind}")
             if member.isfile() and member.offset_data + member.size > size:
@@ -357,36 +471,94 @@ def _infra(err: Exception, action: str) -> SandboxInfraError:
     return SandboxInfraError(f"{action}: {err.__class__.__name__}: {err}")
 
 
+# Names an archive may carry: Docker's RepoTags, the legacy `repositories` file, the OCI index's annotations.
+_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+def _without_names(name: str, data: bytes) -> bytes:
+    """manifest.json or index.json with every image name taken out (nothing else changes)."""
+    doc = json.loads(data)
+    entries = doc if name == "manifest.json" else (doc.get("manifests") if isinstance(doc, dict) else None)
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if name == "manifest.json":
+            entry["RepoTags"] = None
+        elif isinstance(entry.get("annotations"), dict):
+            for key in _NAME_ANNOTATIONS:
+                entry["annotations"].pop(key, None)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def untagged_archive(path: Path, chunk: int = MIB) -> Iterator[bytes]:
+    """The checked archive at `path` as a tar stream that names no image, for `docker load` to read.
+
+    RepoTags become null, the OCI index loses its name annotations and the `repositories` file is dropped, so
+    loading can never (re)point a tag on the node. Where manifest.json exists (the layout check_image_tar
+    verified) the OCI index is dropped too, so the engine loads exactly what was verified. Streamed: members
+    are copied from the file chunk by chunk; only the small JSON index files are rewritten in memory.
+    """
+    with Path(path).open("rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
+        members = tar.getmembers()   # headers only: at most MAX_ARCHIVE_MEMBERS of them
+        has_manifest = any(_norm(m.name) == "manifest.json" for m in members)
+        for member in members:
+            name = _norm(member.name)
+            if name == "repositories" or (has_manifest and name in ("index.json", "oci-layout")):
+                continue
+            if name in ("manifest.json", "index.json") and member.isfile():
+                data = _without_names(name, tar.extractfile(member).read())  # type: ignore[union-attr]
+                info = copy.copy(member)
+                info.size = len(data)
+                yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + _padded(data)
+                continue
+            yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            if member.isreg() and member.size:
+                raw.seek(member.offset_data)
+                left = member.size
+                while left:
+                    block = raw.read(min(chunk, left))
+                    if not block:
+                        raise ImageRejected("truncated", f"member {member.name!r} ends past the end of the file")
+                    left -= len(block)
+                    yield block
+                yield b"\0" * (-member.size % tarfile.BLOCKSIZE)
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
 def load_image(client: Any, path: Path, *, expected_id: str | None = None) -> str:
     """Load a checked archive into the engine, streamed from disk; return the pinned image ID (sha256:…).
 
-    Tags in the archive are never trusted: the ID comes from the archive's config digest (`expected_id`,
-    as check_image_tar reports it) or from the engine's own "Loaded image ID" line.
+    The engine is fed the archive without any name (untagged_archive), so a load never moves a tag on the
+    node; the loaded image is known by its ID only. With `expected_id` (the config digest check_image_tar
+    verified) the engine must report exactly that ID, or the load is refused.
     """
     loaded_ids: list[str] = []
-    loaded_refs: list[str] = []
     try:
-        with Path(path).open("rb") as fh:
-            for event in client.api.load_image(fh):
-                if not isinstance(event, dict):
-                    continue
-                if event.get("error") or event.get("errorDetail"):
-                    message = event.get("error") or (event.get("errorDetail") or {}).get("message")
-                    raise ImageRejected("load_failed", str(message).strip())
-                text = str(event.get("stream") or "").strip()
-                if text.startswith("Loaded image ID:"):
-                    loaded_ids.append(text.split(":", 1)[1].strip())
-                elif text.startswith("Loaded image:"):
-                    loaded_refs.append(text.split(":", 1)[1].strip())
+        for event in client.api.load_image(untagged_archive(Path(path))):
+            if not isinstance(event, dict):
+                continue
+            if event.get("error") or event.get("errorDetail"):
+                message = event.get("error") or (event.get("errorDetail") or {}).get("message")
+                raise ImageRejected("load_failed", str(message).strip())
+            text = str(event.get("stream") or "").strip()
+            if text.startswith("Loaded image ID:"):
+                loaded_ids.append(text.split(":", 1)[1].strip())
+            elif text.startswith("Loaded image: sha256:"):
+                loaded_ids.append(text.split(":", 1)[1].strip())
     except docker.errors.APIError as err:
         if err.is_server_error() and not _looks_like_bad_archive(str(err)):
             raise _infra(err, "loading the image") from err
         raise ImageRejected("load_failed", str(err.explanation or err)) from None
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
         raise _infra(err, "loading the image") from err
-    for candidate in [expected_id, *loaded_ids, *loaded_refs]:
-        if not candidate:
-            continue
+    if expected_id and loaded_ids and expected_id not in loaded_ids:
+        raise ImageRejected("load_failed", f"the engine loaded {', '.join(loaded_ids)}, not the verified "
+                            f"image {expected_id}")
+    for candidate in [expected_id] if expected_id else loaded_ids:
         try:
             return str(client.api.inspect_image(candidate)["Id"])
         except docker.errors.NotFound:
@@ -425,18 +597,54 @@ def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
     return host, f"{host}/{match['path']}", match["tag"], match["digest"]
 
 
+def _check_host(host: str, registry_allowlist: list[str] | tuple[str, ...]) -> None:
+    allowed = {h.strip().lower() for h in registry_allowlist}
+    if host not in allowed:
+        raise ImageRejected("registry_not_allowed", f"{host!r} is not the center's registry "
+                            f"({', '.join(sorted(allowed)) or 'none configured'})")
+
+
+def team_namespace(team_id: int) -> str:
+    """The repository namespace a team pushes to in the center's registry: `team-<id>`."""
+    return f"team-{int(team_id)}"
+
+
+def team_repository_hint(team_id: int, registry_allowlist: list[str] | tuple[str, ...]) -> str:
+    """Where a team pushes, as the submit page and refusals show it: `host/team-<id>/<name>`."""
+    host = registry_allowlist[0] if registry_allowlist else "<registry>"
+    return f"{host}/{team_namespace(team_id)}/<name>"
+
+
+def check_team_reference(reference: str, namespace: str,
+                         registry_allowlist: list[str] | tuple[str, ...]) -> tuple[str, str, str]:
+    """The one rule for registry submissions: `<allowed host>/<namespace>/<name>[:tag]@sha256:<digest>`.
+
+    Returns (host, repository, digest); raises ImageRejected before any registry or engine is asked. The
+    namespace is the team's own (team_namespace), so no team can submit another team's repository; the digest
+    pins the content the team pushed, whatever a tag points to later.
+    """
+    host, repository, _tag, digest = parse_reference(reference)
+    _check_host(host, registry_allowlist)
+    path = repository.split("/", 1)[1]
+    if not path.startswith(namespace + "/"):
+        raise ImageRejected("registry_namespace", f"{repository!r} is not under your team's namespace "
+                            f"{host}/{namespace}/; push the image to {host}/{namespace}/<name> and submit it "
+                            "from there")
+    if not digest:
+        raise ImageRejected("digest_required", f"{reference.strip()!r} has no @sha256:… digest")
+    return host, repository, digest
+
+
 def pull_image(client: Any, reference: str, registry_allowlist: list[str] | tuple[str, ...], *,
                platform: str = "linux/amd64") -> tuple[str, str]:
     """Pull from the center's own registry only; return (image ID, repo digest `host/name@sha256:…`).
 
     Any host not in `registry_allowlist` is refused before the engine is asked. A tag is resolved once, at
-    pull time, to the digest the registry served; later runs use the ID.
+    pull time, to the digest the registry served; later runs use the ID. Which repositories a team may
+    name is check_team_reference's rule, applied before this.
     """
     host, repository, tag, digest = parse_reference(reference)
-    allowed = {h.strip().lower() for h in registry_allowlist}
-    if host not in allowed:
-        raise ImageRejected("registry_not_allowed", f"{host!r} is not the center's registry "
-                            f"({', '.join(sorted(allowed)) or 'none configured'})")
+    _check_host(host, registry_allowlist)
     served_digest = None
     try:
         for event in client.api.pull(repository, tag=digest or tag or "latest", stream=True, decode=True,
@@ -476,7 +684,8 @@ def _pull_error(message: str, err: Exception | None = None) -> Exception:
 
 def inspect_for_run(client: Any, image_id: str, *, max_image_bytes: int, allowed_platform: str = "linux/amd64",
                     require_command: bool = True) -> ImageFacts:
-    """Inspect a loaded image before a run: platform, size, command, user, env the sandbox overrides."""
+    """Inspect a loaded image before a run: platform, size, command, user, env the sandbox overrides, and the
+    VOLUMEs it declares (refused when the sandbox could not mask them with a capped tmpfs)."""
     try:
         attrs = client.api.inspect_image(image_id)
     except docker.errors.NotFound:
@@ -495,6 +704,10 @@ def inspect_for_run(client: Any, image_id: str, *, max_image_bytes: int, allowed
         working_dir=str(config.get("WorkingDir") or ""), env=env,
         overridden_env=tuple(sorted(name for name in env if name in guarded_env_names()
                                     or name.startswith(GUARDED_ENV_PREFIXES))),
+        volumes=tuple(sorted(config.get("Volumes") or {})),
+        ignored_config=tuple(name for name, key in (("HEALTHCHECK", "Healthcheck"), ("STOPSIGNAL", "StopSignal"),
+                                                    ("USER", "User"), ("EXPOSE", "ExposedPorts"),
+                                                    ("ONBUILD", "OnBuild")) if config.get(key)),
     )
     platform = f"{facts.os}/{facts.architecture}"
     if platform != allowed_platform and not allowed_platform.startswith(platform + "/"):
@@ -503,8 +716,13 @@ def inspect_for_run(client: Any, image_id: str, *, max_image_bytes: int, allowed
         raise ImageRejected("too_large", f"the image is {facts.size} bytes, over the limit of {max_image_bytes}")
     if require_command and not facts.has_command:
         raise ImageRejected("no_command", "the image has neither ENTRYPOINT nor CMD")
+    try:
+        volume_masks(facts.volumes)   # the sandbox applies the same rule again when it creates the container
+    except UnsafeImageConfig as err:
+        raise ImageRejected("volume_refused", str(err)) from None
     return facts
 
 
-__all__ = ["ImageFacts", "ImageRejected", "ImageTarInfo", "REASONS", "check_image_tar", "inspect_for_run",
-           "load_image", "parse_reference", "pull_image", "stream_upload_to_file"]
+__all__ = ["ImageFacts", "ImageRejected", "ImageTarInfo", "REASONS", "check_image_tar", "check_team_reference",
+           "inspect_for_run", "load_image", "parse_reference", "pull_image", "stream_upload_to_file",
+           "team_namespace", "team_repository_hint", "untagged_archive"]

@@ -23,10 +23,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlmodel import Session
 
-from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionStatus
+from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionKind, SubmissionStatus
 from evaluator import dispatch, instance, queues, seams, state
 from evaluator.models import WorkerNode
 from hub.db import session_scope
+from hub.errors import N_, NotFound
 from hub.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,16 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
     if dataset is None:
         raise InfraError(f"the challenge has no test data for split {phase.split!r}")
     workdir = Path(rt.data_dir) / "runs" / name
+    input_dir, truth_path = Path(dataset.inputs_dir), dataset.truth_path
     try:
+        if sub.kind == SubmissionKind.CHECK:
+            # A check run reads the public sample, never the split's hidden test inputs.
+            sample = sample_inputs(seams.sample_archive(dataset), workdir)
+            if sample is None:
+                return state.Result(SubmissionStatus.FAILED, Outcome.INFRA_ERROR,
+                                    "The phase's public sample is no longer there; the check run could not start.",
+                                    counts_against_limit=False)
+            input_dir, truth_path = sample[0], str(sample[1])
         try:
             client = docker_client()
         except docker.errors.DockerException as err:
@@ -271,7 +281,7 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
         tail = LiveLog(conn, client, sub.id, attempt, name, lease, session)  # type: ignore[arg-type]
         tail.start()
         try:
-            run = seams.run_sandbox(client, name=name, image_id=sub.image_id, input_dir=Path(dataset.inputs_dir),
+            run = seams.run_sandbox(client, name=name, image_id=sub.image_id, input_dir=input_dir,
                                     output_dir=output_dir, time_limit_s=time_limit, memory_mb=challenge.memory_mb,
                                     cpus=challenge.cpus, device_ids=device_ids, log_max_bytes=LOG_CAP_BYTES,
                                     labels=labels)
@@ -292,15 +302,39 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             outcome, reason = verdict
             return state.Result(SubmissionStatus.FAILED, outcome, reason, exit_code=run.exit_code, **base)
         try:
-            scores = score(client, rt, sub, challenge, dataset.truth_path, output_dir, workdir, name, labels)
+            scores = score(client, rt, sub, challenge, truth_path, output_dir, workdir, name, labels)
         except ScoreRefused as err:
             return state.Result(SubmissionStatus.FAILED, err.outcome, err.detail, exit_code=run.exit_code, **base)
+        # A check run's sample scores are shown on its page only: without a primary score no board, ranking or
+        # cut could take it even if a query forgot to leave check runs out.
+        primary = None if sub.kind == SubmissionKind.CHECK else scores.get(challenge.metric)
         return state.Result(SubmissionStatus.SCORED, Outcome.SCORED, "", exit_code=run.exit_code, scores=scores,
-                            primary_score=scores.get(challenge.metric), **base)
+                            primary_score=primary, **base)
     except (OSError, RedisError, docker.errors.DockerException) as err:
         raise InfraError(f"{err.__class__.__name__}: {err}") from err
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sample_inputs(archive: Path | None, workdir: Path) -> tuple[Path, Path] | None:
+    """A check run's (input folder, truth file), unpacked from the public sample's zip into the run's work folder:
+    the input folder holds only inputs.csv; the sample's truth stays outside it, as a test truth does."""
+    import zipfile
+
+    if archive is None or not archive.is_file():
+        return None
+    input_dir, truth = workdir / "sample-input", workdir / "sample-truth" / "truth.csv"
+    input_dir.mkdir(parents=True, exist_ok=True)
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            # The platform wrote this zip itself (challenges.datasets): exactly these two members.
+            for member, dest in (("sample/inputs.csv", input_dir / "inputs.csv"), ("sample/truth.csv", truth)):
+                with zf.open(member) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (KeyError, zipfile.BadZipFile):
+        return None
+    return input_dir, truth
 
 
 def _rejected(challenge: Challenge, err: Exception) -> state.Result:
@@ -379,6 +413,9 @@ def score_with_image(client: Any, challenge: Challenge, pred: Path, truth: Path,
                                 log_max_bytes=LOG_CAP_BYTES, labels=labels)
     except SandboxInfraError as err:
         raise InfraError(str(err)) from err
+    if run.start_error:
+        # The organiser's image (e.g. a VOLUME the sandbox cannot mask), not the team's predictions.
+        raise InfraError(f"the organiser's scoring image could not start: {run.start_error}")
     if run.exit_code != 0 or run.timed_out or run.oom_killed:
         # The organiser's scorer rejecting the file is how it reports malformed predictions.
         log_text = run.log.decode("utf-8", "replace") if isinstance(run.log, bytes) else str(run.log or "")
@@ -471,6 +508,20 @@ class LiveLog:
 
 
 # ---------------------------------------------------------------- operators' actions
+def log_for_operator(session: Session, submission_id: int, actor_id: int | None) -> Submission:
+    """A run's outcome and log for the operators' page, hidden inputs or not; each reading is audited."""
+    from hub.audit import record
+
+    sub = session.get(Submission, submission_id)
+    if sub is None:
+        raise NotFound(N_("No such submission."))
+    challenge = session.get(Challenge, sub.challenge_id)
+    record(session, actor_id, "ops.read_log", "submission", sub.id, challenge.city_id if challenge else None,
+           attempt=sub.attempt)
+    session.commit()
+    return sub
+
+
 def cancel_submission(session: Session, redis_url: str | None, submission_id: int, actor_id: int | None,
                       reason: str = "") -> Submission:
     """Cancel a queued or running submission; its container is stopped (here, or by its node's reaper)."""

@@ -14,15 +14,26 @@ directory, and two things hold it to `output_max_bytes`:
   0.3 s overhead budget (bench/sandbox_overhead.py).
 After the run, anything in /output that is not a plain file or directory (symlinks that would make the host
 scorer read a host file such as the truth, FIFOs that would block it) is removed and reported.
+
+What the image's own config declares is not trusted (see `create`):
+  * every declared VOLUME is masked by a size-capped tmpfs, so Docker never makes an anonymous volume on the
+    node's disk; a VOLUME that cannot be masked is refused (UnsafeImageConfig);
+  * HEALTHCHECK is disabled, STOPSIGNAL replaced by SIGKILL, USER and the guarded env overridden; EXPOSE means
+    nothing without a network, ONBUILD only acts on builds;
+  * each run gets its own uid from the node's pool (`uid_pool`), so no per-uid kernel budget (RLIMIT_NPROC,
+    inotify instances, message queues, keyrings) is shared between two teams' concurrent runs.
 """
 from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import random
 import re
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +46,18 @@ from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 log = logging.getLogger(__name__)
 
-SANDBOX_USER = "65534:65534"
 LABEL = "hub.sandbox"
+UID_LABEL = "hub.uid"        # the run's uid: the engine's container list is the node's uid allocation table
+UIDS_ENV = "HUB_SANDBOX_UIDS"
+# 0x70000000 and up: above systemd-nspawn's container ranges and every subordinate-uid range useradd hands
+# out, below 2^31; no host account or other container runtime is expected there.
+DEFAULT_UIDS = range(0x7000_0000, 0x7000_0000 + 4096)
+# A container in one of these states may still have processes (or is about to): its uid is in use.
+_LIVE_STATES = ["created", "running", "paused", "restarting", "removing"]
+_UID_TRIES = 8
+# The platform's own mounts; a declared VOLUME there is already masked by them.
+PLATFORM_MOUNTS = ("/input", "/output", "/tmp")
+MAX_DECLARED_VOLUMES = 16
 MIB = 1 << 20
 DEFAULT_TMP_MB = 256
 # Image env that could reach devices outside the lease or inject code; the runner always sets these.
@@ -48,6 +69,23 @@ _ALWAYS_EMPTY = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "NVIDIA_MIG_CONFIG
 
 class SandboxInfraError(Exception):
     """The platform failed (engine unreachable, API error): the caller may retry; not the team's fault."""
+
+
+class UnsafeImageConfig(Exception):
+    """The image's own config asks for something the sandbox cannot bound (a VOLUME it cannot mask)."""
+
+
+def uid_pool(value: str | None = None) -> range:
+    """The node's sandbox uids: HUB_SANDBOX_UIDS as "FIRST-LAST" (inclusive), else DEFAULT_UIDS."""
+    raw = (os.environ.get(UIDS_ENV, "") if value is None else value).strip()
+    if not raw:
+        return DEFAULT_UIDS
+    match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", raw)
+    pool = range(int(match[1]), int(match[2]) + 1) if match else range(0)
+    # 65534 (nobody) is shared with host daemons; a range that holds it would share their per-uid budgets.
+    if not pool or not 0 < pool.start < pool.stop <= 2**31 or 65534 in pool:
+        raise ValueError(f"{UIDS_ENV} must be FIRST-LAST, uids in 1..2147483647 without 65534, not {raw!r}")
+    return pool
 
 
 @dataclass
@@ -74,6 +112,7 @@ class SandboxSpec:
     command: list[str] | None = None      # overrides the image CMD (organiser scoring images)
     entrypoint: list[str] | None = None   # overrides the image ENTRYPOINT (then `command` is its arguments)
     watch_interval_s: float = 0.1
+    uids: range | None = None             # the node's uid pool; None: uid_pool() (HUB_SANDBOX_UIDS)
 
 
 @dataclass
@@ -94,6 +133,8 @@ class RunResult:
     output_files: int = 0
     output_removed: list[str] = field(default_factory=list)   # symlinks/FIFOs taken out of /output
     peak_memory_bytes: int | None = None
+    uid: int | None = None                # the uid (and gid) the run had to itself
+    masked_volumes: list[str] = field(default_factory=list)   # declared VOLUMEs given a capped tmpfs
 
     @property
     def outcome(self) -> str:
@@ -154,8 +195,43 @@ def fsize_bytes(spec: SandboxSpec) -> int:
     return spec.output_max_bytes + 1
 
 
-def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
-    """The HostConfig of DESIGN.md's sandbox profile, as docker SDK keyword arguments."""
+def volume_masks(declared: Iterable[str]) -> list[str]:
+    """The paths to mask with a capped tmpfs for the VOLUMEs an image declares (normalized as Docker does).
+
+    Masking rather than refusing: a VOLUME cannot be undone by an image built FROM a base that declares one,
+    so refusing would turn away every image of such a base. A tmpfs is bounded by its size and, because its
+    pages are charged to the container's memory cgroup, by the memory limit too, whatever the count; Docker
+    makes no anonymous volume for a path that already has a mount. The image's own files under a declared
+    path are hidden by the (empty) tmpfs, as they would be under any mount. Raises UnsafeImageConfig for
+    what cannot be masked: a relative path or "/", a path inside /input or /output (a mount point there
+    would reach into the host's directories), or more than MAX_DECLARED_VOLUMES paths.
+    """
+    paths = sorted({str(p) for p in declared})
+    if len(paths) > MAX_DECLARED_VOLUMES:
+        raise UnsafeImageConfig(f"the image declares {len(paths)} VOLUMEs; at most {MAX_DECLARED_VOLUMES} "
+                                "are allowed")
+    masks = []
+    for raw in paths:
+        if not raw.startswith("/"):
+            raise UnsafeImageConfig(f"the image declares VOLUME {raw!r}, which is not an absolute path")
+        path = "/" + posixpath.normpath(raw).lstrip("/")
+        if path == "/":
+            raise UnsafeImageConfig(f"the image declares VOLUME {raw!r}: the root cannot be a volume")
+        if path in PLATFORM_MOUNTS:
+            continue   # the platform's own mount is already there
+        if path.startswith(("/input/", "/output/")):
+            raise UnsafeImageConfig(f"the image declares VOLUME {raw!r}, inside the platform's "
+                                    f"/{path.split('/')[1]}")
+        masks.append(path)
+    return sorted(set(masks))
+
+
+def host_config_kwargs(spec: SandboxSpec, volumes: Iterable[str] = ()) -> dict[str, Any]:
+    """The HostConfig of DESIGN.md's sandbox profile, as docker SDK keyword arguments.
+
+    `volumes`: the image's declared VOLUME paths as volume_masks() returns them; each gets a tmpfs of
+    /tmp's size.
+    """
     memory = f"{spec.memory_mb}m"
     fsize = fsize_bytes(spec)
     mounts = [Mount(target="/output", source=str(Path(spec.output_dir).resolve()), type="bind", read_only=False)]
@@ -168,12 +244,13 @@ def host_config_kwargs(spec: SandboxSpec) -> dict[str, Any]:
         privileged=False,
         security_opt=["no-new-privileges"],
         read_only=True,
-        tmpfs={"/tmp": f"rw,size={spec.tmp_size_mb}m,noexec,nosuid,nodev,mode=1777"},
+        tmpfs={"/tmp": f"rw,size={spec.tmp_size_mb}m,noexec,nosuid,nodev,mode=1777",
+               **{path: f"rw,size={spec.tmp_size_mb}m,noexec,nosuid,nodev,mode=1777" for path in volumes}},
         pids_limit=spec.pids_limit,
         ulimits=[
             Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
-            # RLIMIT_NPROC counts every process of uid 65534 on the host, shared by all sandboxes of the
-            # node; the pids cgroup is the per-container limit, this is only a backstop.
+            # RLIMIT_NPROC counts every process of the run's uid on the host; each run has a uid of its
+            # own (create), so this budget is the run's alone. The pids cgroup is the limit; this a backstop.
             Ulimit(name="nproc", soft=max(4 * spec.pids_limit, 1024), hard=max(4 * spec.pids_limit, 1024)),
             Ulimit(name="fsize", soft=fsize, hard=fsize),
             Ulimit(name="core", soft=0, hard=0),
@@ -200,13 +277,13 @@ def log_file_bytes(spec: SandboxSpec) -> int:
     return max(4 * spec.log_max_bytes, MIB) // 1024 * 1024
 
 
-def _prepare_output(output_dir: Path) -> None:
+def _prepare_output(output_dir: Path, uid: int) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        os.chown(output_dir, 65534, 65534)
+        os.chown(output_dir, uid, uid)
         output_dir.chmod(0o755)
     else:
-        # Without root the directory cannot be given to uid 65534; the worker's own temp dir (0700) is
+        # Without root the directory cannot be given to the run's uid; the worker's own temp dir (0700) is
         # what keeps other host users out.
         output_dir.chmod(0o777)
 
@@ -220,34 +297,117 @@ _START_FAILURES = re.compile(r"executable file not found|no such file or directo
                              r"exec format error|not a directory", re.I)
 
 
+def declared_volumes(client: Any, image_id: str) -> list[str]:
+    """The VOLUME paths the image's config declares (the engine's inspect of the image)."""
+    try:
+        attrs = client.api.inspect_image(image_id)
+    except docker.errors.ImageNotFound:
+        return []   # create_container then says the image is missing
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as err:
+        raise _api_failure(err, "inspecting the image") from err
+    return sorted((attrs.get("Config") or {}).get("Volumes") or {})
+
+
+def _uids_in_use(client: Any, uid: int | None = None) -> dict[str, int]:
+    """{container id: uid} of the engine's live sandbox containers (every instance's), or of one uid's."""
+    wanted = f"{UID_LABEL}={uid}" if uid is not None else UID_LABEL
+    try:
+        found = client.api.containers(all=True, filters={"label": [wanted], "status": _LIVE_STATES})
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as err:
+        raise _api_failure(err, "listing the sandbox uids in use") from err
+    used = {}
+    for item in found:
+        try:
+            used[item["Id"]] = int((item.get("Labels") or {})[UID_LABEL])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return used
+
+
 def create(client: Any, spec: SandboxSpec) -> Container:
     """Create (not start) the sandbox container for `spec`; a leftover container of the same name goes first.
 
-    `spec.output_dir` should be empty: it becomes the container's /output.
+    See _create for the uid and the image's VOLUMEs.
+    """
+    cid, uid, _masks = _create(client, spec)
+    return Container(attrs={"Id": cid, "Name": spec.name, "Config": {"User": f"{uid}:{uid}"}}, client=client,
+                     collection=client.containers)
+
+
+def _create(client: Any, spec: SandboxSpec) -> tuple[str, int, list[str]]:
+    """Create the container; returns (its ID, the run's uid, the declared VOLUMEs masked with a tmpfs).
+
+    `spec.output_dir` should be empty: it becomes the container's /output, owned by the run's uid.
+
+    The run's uid: a free one of the pool, taken without a lock by labelling the container with it and then
+    checking that no other live container (of any worker process or platform instance on this engine) has
+    the same label; two creators that raced to one uid both see each other and both draw again, so the
+    engine never runs two containers with one uid. Raises UnsafeImageConfig (nothing left behind) when the
+    image declares a VOLUME the sandbox cannot mask.
     """
     if not _IMAGE_ID.match(spec.image_id):
         raise ValueError(f"the sandbox runs images by ID (sha256:…), not {spec.image_id!r}")
-    _prepare_output(Path(spec.output_dir))
-    host_config = client.api.create_host_config(**host_config_kwargs(spec))
-    labels = {LABEL: "1", **{k: str(v) for k, v in spec.labels.items()}}
-    for attempt in (1, 2):
+    masks = volume_masks(declared_volumes(client, spec.image_id))
+    host_config = client.api.create_host_config(**host_config_kwargs(spec, masks))
+    pool = spec.uids if spec.uids is not None else uid_pool()
+    renamed = False
+    for _ in range(_UID_TRIES):
+        uid = _draw_uid(pool, set(_uids_in_use(client).values()))
+        _prepare_output(Path(spec.output_dir), uid)
+        labels = {LABEL: "1", **{k: str(v) for k, v in spec.labels.items()}, UID_LABEL: str(uid)}
         try:
             created = client.api.create_container(
                 image=spec.image_id, command=spec.command, entrypoint=spec.entrypoint, name=spec.name,
-                user=SANDBOX_USER,
-                environment=sandbox_env(spec), labels=labels, host_config=host_config, hostname="sandbox",
-                network_disabled=True, stdin_open=False, tty=False)
-            return Container(attrs={"Id": created["Id"], "Name": spec.name}, client=client,
-                             collection=client.containers)
+                user=f"{uid}:{uid}", environment=sandbox_env(spec), labels=labels, host_config=host_config,
+                hostname="sandbox", network_disabled=True, stdin_open=False, tty=False,
+                # The image's HEALTHCHECK would run its command in the sandbox every interval, outside the
+                # process the platform waits for; its STOPSIGNAL could make a stop wait on a trap.
+                healthcheck={"test": ["NONE"]}, stop_signal="SIGKILL")
         except docker.errors.APIError as err:
-            if err.status_code == 409 and attempt == 1:
+            if err.status_code == 409 and not renamed:
                 # A re-run of the same attempt: the earlier container is stale by construction.
                 kill_and_remove(client, spec.name)
+                renamed = True
                 continue
             raise _api_failure(err, "creating the sandbox container") from err
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
             raise _api_failure(err, "creating the sandbox container") from err
-    raise SandboxInfraError("creating the sandbox container: name conflict persists")
+        cid = created["Id"]
+        try:
+            if set(_uids_in_use(client, uid)) - {cid}:
+                kill_and_remove(client, cid)   # another run took this uid at the same moment: draw again
+                continue
+            _check_no_volume(client, cid)
+        except BaseException:
+            kill_and_remove(client, cid, quiet=True)
+            raise
+        return cid, uid, masks
+    raise SandboxInfraError("creating the sandbox container: no free uid after several draws")
+
+
+def _draw_uid(pool: range, used: set[int]) -> int:
+    """A random uid of `pool` not in `used` (random: two racing creators rarely draw the same one)."""
+    if sum(1 for uid in used if uid in pool) >= len(pool):
+        raise SandboxInfraError(f"every sandbox uid of the pool ({pool.start}-{pool.stop - 1}) is in use")
+    if len(pool) <= 65536:
+        return random.choice([uid for uid in pool if uid not in used])
+    while True:
+        uid = random.choice(pool)
+        if uid not in used:
+            return uid
+
+
+def _check_no_volume(client: Any, cid: str) -> None:
+    """Fail closed: a created container with any volume mount (an image VOLUME the masks missed) is removed."""
+    try:
+        mounts = client.api.inspect_container(cid).get("Mounts") or []
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as err:
+        raise _api_failure(err, "inspecting the created container") from err
+    volumes = [m.get("Destination") for m in mounts if m.get("Type") == "volume"]
+    if volumes:
+        # The caller removes the container (v=True: its anonymous volumes go with it).
+        raise UnsafeImageConfig(f"the image's VOLUME {', '.join(map(str, volumes))} would get an uncapped "
+                                "volume")
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -372,10 +532,15 @@ def _read_log(client: Any, container_id: str, max_bytes: int,
 
 def run(client: Any, spec: SandboxSpec) -> RunResult:
     """Create, start and wait (wall-clock limit from outside), collect the outcome, always remove."""
-    container = create(client, spec)
-    cid = container.id
-    watcher = _Watcher(client, cid, spec)
     result = RunResult(name=spec.name, exit_code=None)
+    try:
+        cid, result.uid, result.masked_volumes = _create(client, spec)
+    except UnsafeImageConfig as err:
+        # The team's image asked for what the sandbox cannot bound: it never starts (nothing was created).
+        result.start_error = str(err)
+        result.exit_code = 127
+        return result
+    watcher = _Watcher(client, cid, spec)
     try:
         try:
             client.api.start(cid)
@@ -483,6 +648,6 @@ def list_hub_containers(client: Any, labels: dict[str, str] | None = None) -> li
         raise _api_failure(err, "listing sandbox containers") from err
 
 
-__all__ = ["LABEL", "RunResult", "SandboxInfraError", "SandboxSpec", "create", "guarded_env_names",
-           "host_config_kwargs", "kill_and_remove", "list_hub_containers", "measure_output", "run",
-           "sandbox_env", "stream_log"]
+__all__ = ["LABEL", "RunResult", "SandboxInfraError", "SandboxSpec", "UID_LABEL", "UnsafeImageConfig", "create",
+           "declared_volumes", "guarded_env_names", "host_config_kwargs", "kill_and_remove", "list_hub_containers",
+           "measure_output", "run", "sandbox_env", "stream_log", "uid_pool", "volume_masks"]

@@ -34,10 +34,11 @@ def team_for_user(session: Session, challenge_id: int, user_id: int) -> Team | N
     return _team(session, challenge_id, user_id)
 
 
-def check_can_submit(session: Session, team_id: int, phase_id: int) -> None:
+def check_can_submit(session: Session, team_id: int, phase_id: int, **kind: Any) -> None:
+    """The limits of a submission (or, with kind="check", of a check run)."""
     from challenges.submissions import check_can_submit as _check
 
-    _check(session, team_id, phase_id)
+    _check(session, team_id, phase_id, **kind)
 
 
 def create_submission(session: Session, **fields: Any) -> Submission:
@@ -54,6 +55,15 @@ def get_submission_for_viewer(session: Session, submission_id: int, viewer: User
     return sub
 
 
+def can_read_log(session: Session, viewer: User | None, sub: Submission) -> bool:
+    """Whether `viewer` may read this submission's log (challenges.submissions.can_read_log, the one rule)."""
+    from challenges.submissions import can_read_log as _can
+
+    challenge = session.get(Challenge, sub.challenge_id)
+    phase = session.get(Phase, sub.phase_id)
+    return challenge is not None and phase is not None and _can(session, viewer, sub, phase, challenge)
+
+
 def describe_outcome(status: str, outcome: str | None) -> str:
     from challenges.outcomes import describe_submission
 
@@ -63,6 +73,13 @@ def describe_outcome(status: str, outcome: str | None) -> str:
 def dataset_for(session: Session, challenge_id: int, split: str) -> Dataset | None:
     return session.exec(select(Dataset).where(Dataset.challenge_id == challenge_id,
                                               Dataset.split == split)).first()
+
+
+def sample_archive(dataset: Dataset) -> Path | None:
+    """The zip of the split's public sample (its inputs and their truth), or None when it has none."""
+    from challenges.datasets import SAMPLE_NAME
+
+    return Path(dataset.sample_dir) / SAMPLE_NAME if dataset.sample_dir else None
 
 
 # ---------------------------------------------------------------- quota

@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 from werkzeug.http import parse_options_header
 
+from challenges.models import SubmissionKind
 from evaluator import jobs, submit
 from hub.errors import N_, DomainError
 from hub.forms import EmptyForm
@@ -39,6 +40,14 @@ api.url_value_preprocessor(_cap_upload)
 
 def _settings() -> submit.IntakeSettings:
     return submit.IntakeSettings.from_config(current_app.config)
+
+
+def _kind(fields: dict[str, Any] | None = None) -> str:
+    """A submission or a check run: `?kind=check` on the address, or a `kind` field of the form or JSON body."""
+    value = (request.args.get("kind") or (fields or {}).get("kind") or SubmissionKind.SUBMISSION).strip()
+    if value not in {k.value for k in SubmissionKind}:
+        raise DomainError(N_("Unknown kind of run."), field="kind")
+    return value
 
 
 def _submission_url(sub_id: int) -> str:
@@ -156,6 +165,8 @@ def submit_page(slug: str):
             return jsonify(_submission_json(sub)), 201
         if sub.status == "failed":
             flash(gettext("The image was rejected: %(reason)s", reason=sub.reason), "error")
+        elif sub.kind == SubmissionKind.CHECK:
+            flash(gettext("Check run started: your image runs on the phase's public sample inputs."), "success")
         else:
             flash(gettext("Submitted. Your image is in the queue."), "success")
         return redirect(url)
@@ -163,8 +174,13 @@ def submit_page(slug: str):
 
 
 def _render_submit(slug: str) -> str:
-    ctx = submit.context(db(), slug, current_user)
+    try:
+        kind = _kind()
+    except DomainError:
+        kind = SubmissionKind.SUBMISSION
+    ctx = submit.context(db(), slug, current_user, kind, _settings().check_runs_per_day)
     return render_template("evaluator/submit.html", ctx=ctx, form=EmptyForm(),
+                           check_runs_per_day=_settings().check_runs_per_day,
                            refusal=translate_error(ctx.refusal_error) if ctx.refusal_error else None,
                            wait_text=_wait_text(ctx.est_wait_s),
                            max_mb=int(current_app.config["MAX_IMAGE_BYTES"]) // (1024 * 1024),
@@ -177,17 +193,18 @@ def _submit_from_request(slug: str):  # type: ignore[no-untyped-def]
     if request.is_json:
         body = request.get_json(silent=True) or {}
         return submit.submit_registry(session, slug=slug, user=current_user, reference=str(body.get("image", "")),
-                                      settings=_settings())
+                                      settings=_settings(), kind=_kind({"kind": str(body.get("kind") or "")}))
     stream, filename, fields = _image_stream()
+    kind = _kind(fields)
     if stream is None:
         reference = (fields.get("reference") or "").strip()
         if reference:
             return submit.submit_registry(session, slug=slug, user=current_user, reference=reference,
-                                          settings=_settings())
+                                          settings=_settings(), kind=kind)
         raise DomainError(N_("Choose a `docker save` archive to upload, or name an image in the registry."),
                           field="image")
     return submit.submit_upload(session, slug=slug, user=current_user, stream=stream, settings=_settings(),
-                                filename=filename)
+                                filename=filename, kind=kind)
 
 
 def _too_large():  # type: ignore[no-untyped-def]
@@ -205,8 +222,13 @@ def _submission_json(sub) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def _translated(info: dict[str, Any]) -> dict[str, Any]:
-    return {**info, "outcome_text": gettext(info["outcome_text"]), "wait_text": _wait_text(info["est_wait_s"])
-            if info["position"] else None}
+    from challenges.submissions import LOG_WITHHELD
+
+    out = {**info, "outcome_text": gettext(info["outcome_text"]), "wait_text": _wait_text(info["est_wait_s"])
+           if info["position"] else None}
+    if info.get("log_withheld"):
+        out["log_withheld_text"] = gettext(LOG_WITHHELD)
+    return out
 
 
 # ---------------------------------------------------------------- API
@@ -240,6 +262,14 @@ def submission_log(submission_id: int):
 def ops():
     overview = jobs.ops_overview(db(), current_app.config.get("REDIS_URL"))
     return render_template("evaluator/ops.html", o=overview, form=EmptyForm())
+
+
+@bp.get("/ops/submissions/<int:submission_id>/log")
+@role_required(Role.OPERATOR, Role.ADMIN)
+def ops_log(submission_id: int):
+    """The whole saved log of any run, for operators chasing a failure (runs on hidden data included)."""
+    sub = jobs.log_for_operator(db(), submission_id, current_user.id)
+    return render_template("evaluator/ops_log.html", sub=sub)
 
 
 @bp.post("/ops/submissions/<int:submission_id>/<action>")

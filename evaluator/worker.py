@@ -141,6 +141,9 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     """Run one worker node until stopped (SIGTERM / Ctrl-C: finish the current job, then leave)."""
     if not config.get("REDIS_URL"):
         raise RuntimeError("REDIS_URL is not set: a worker needs the platform's Redis")
+    from evaluator.sandbox import uid_pool
+
+    uid_pool()   # a malformed HUB_SANDBOX_UIDS stops the node here (ValueError), not each run later
     node = name or os.environ.get("HUB_NODE_NAME") or socket.gethostname()
     os.environ["HUB_NODE_NAME"] = node
     devices = resolve_inventory(node, accelerators)

@@ -6,6 +6,7 @@ import importlib
 from sqlmodel import Session, select
 
 from hub.models import Organisation, OrgKind, OrgRelation, Role, User
+from hub import membership
 from hub.users import create_user
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -79,6 +80,13 @@ def seed_accounts(session: Session, orgs: dict[str, Organisation]) -> dict[str, 
     for email, role, org_code, name in ACCOUNTS:
         accounts[email] = create_user(session, email, DEMO_PASSWORD, role,
                                       orgs[org_code].id if org_code else None, name)
+    # The first demo account of each organisation administers it (approves requests, invites colleagues).
+    first: dict[str, str] = {}
+    for email, _role, org_code, _name in ACCOUNTS:
+        if org_code:
+            first.setdefault(org_code, email)
+    for org_code, email in first.items():
+        membership.name_first_admin(session, None, org_code, email)
     return accounts
 
 

@@ -1,17 +1,22 @@
 """Organisations, users and the audit log."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     """Aware UTC: every datetime in the schema is stored and returned as UTC (SQLModel's UTCDateTime)."""
     return datetime.now(timezone.utc)
+
+
+def new_session_key() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class Role(StrEnum):
@@ -60,8 +65,8 @@ class User(SQLModel, table=True):
     role: str = Field(index=True, max_length=20)
     org_id: Optional[int] = Field(default=None, foreign_key="organisation.id", index=True)
     locale: Optional[str] = Field(default=None, max_length=10)
-    # sha256 of the API token; the token itself is shown once.
-    api_token_hash: Optional[str] = Field(default=None, index=True, max_length=64)
+    # Part of every session's id (see get_id): a new key ends every session of the account at once.
+    session_key: str = Field(default_factory=new_session_key, max_length=64)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -79,7 +84,46 @@ class User(SQLModel, table=True):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """flask-login's "alternative id": the session stays valid only while the key is unchanged."""
+        return f"{self.id}:{self.session_key}"
+
+
+class MembershipStatus(StrEnum):
+    PENDING = "pending"        # the person asked to join; the organisation's administrator decides
+    INVITED = "invited"        # the organisation's administrator invited an e-mail address; the person decides
+    ACTIVE = "active"
+    REFUSED = "refused"        # the administrator said no (reason kept)
+    WITHDRAWN = "withdrawn"    # the person took back the request
+    DECLINED = "declined"      # the person said no to an invitation
+    CANCELLED = "cancelled"    # the administrator took back an invitation
+    LEFT = "left"
+    REMOVED = "removed"        # the administrator ended it (reason kept)
+
+
+# A person holds at most one membership in these states (a partial unique index backs the service's check).
+OPEN_MEMBERSHIP = ("pending", "invited", "active")
+_OPEN_SQL = "status IN ('pending', 'invited', 'active')"
+
+
+class Membership(SQLModel, table=True):
+    """A person's tie to one organisation; only hub.membership writes it (and User.org_id with it)."""
+
+    __table_args__ = (
+        Index("uq_membership_open_user", "user_id", unique=True,
+              sqlite_where=text(_OPEN_SQL), postgresql_where=text(_OPEN_SQL)),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    # None for an invitation to an address that has no account yet; set when that person registers.
+    user_id: Optional[int] = Field(default=None, foreign_key="user.id", index=True)
+    email: str = Field(max_length=254, index=True)
+    org_id: int = Field(foreign_key="organisation.id", index=True)
+    status: str = Field(max_length=20, index=True)
+    is_admin: bool = Field(default=False)
+    reason: str = Field(default="", max_length=500)
+    requested_at: datetime = Field(default_factory=utcnow)
+    decided_at: Optional[datetime] = Field(default=None)
+    decided_by: Optional[int] = Field(default=None, foreign_key="user.id")
+    invited_by: Optional[int] = Field(default=None, foreign_key="user.id")
 
 
 class AuditLog(SQLModel, table=True):
@@ -93,3 +137,23 @@ class AuditLog(SQLModel, table=True):
     object_type: str = Field(max_length=40)
     object_id: Optional[int] = Field(default=None)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TokenScope(StrEnum):
+    READ = "read"            # GET and other safe methods only
+    SUBMIT = "submit"        # read, and submit (every unsafe API method)
+
+
+class ApiToken(SQLModel, table=True):
+    """A named API token of one user; only its sha256 is kept, the token itself is shown once."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=80)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = Field(max_length=16)  # the token's first characters, to tell tokens apart on the account page
+    scope: str = Field(default=TokenScope.READ, max_length=10)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: Optional[datetime] = Field(default=None)  # None: never
+    last_used_at: Optional[datetime] = Field(default=None)
+    revoked_at: Optional[datetime] = Field(default=None)

@@ -1,18 +1,17 @@
-"""Accounts: creation, password check, API tokens. No Flask here."""
+"""Accounts: creation, password check and change, ending sessions. No Flask here (tokens: hub.tokens)."""
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from hub import tokens
 from hub.errors import DomainError, N_, NotFound
-from hub.models import Organisation, OrgKind, Role, User
+from hub.models import Organisation, OrgKind, Role, TokenScope, User, new_session_key
+from hub.passwords import check_password
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
-MIN_PASSWORD = 8
 
 # Which organisation kinds each role may belong to.
 ROLE_ORG_KINDS: dict[str, set[str]] = {
@@ -44,10 +43,7 @@ def create_user(session: Session, email: str, password: str, role: str, org_id: 
     email = (email or "").strip().lower()
     if not EMAIL_RE.match(email):
         raise DomainError(N_("Enter a valid e-mail address."), field="email")
-    if len(password or "") < MIN_PASSWORD:
-        raise DomainError(N_("The password must have at least %(n)s characters."), field="password", n=MIN_PASSWORD)
-    if len(password) > 200:
-        raise DomainError(N_("The password is too long."), field="password")
+    check_password(password, email)
     if role not in {r.value for r in Role}:
         raise DomainError(N_("Unknown role: %(role)s"), field="role", role=role)
     if len(display_name) > 100:
@@ -55,16 +51,26 @@ def create_user(session: Session, email: str, password: str, role: str, org_id: 
     org = session.get(Organisation, org_id) if org_id is not None else None
     if org_id is not None and org is None:
         raise DomainError(N_("Unknown organisation."), field="org")
-    if role != Role.ADMIN and org is None:
+    # A team account may start with no organisation (it asks to join or waits for an invitation).
+    if role not in (Role.ADMIN, Role.TEAM) and org is None:
         raise DomainError(N_("Choose an organisation."), field="org")
     if org is not None and org.kind not in ROLE_ORG_KINDS[Role(role)]:
         raise DomainError(N_("A %(role)s account cannot belong to %(org)s."), field="org", role=role, org=org.name)
     if session.exec(select(User).where(User.email == email)).first():
         raise DomainError(N_("An account with this e-mail address already exists."), field="email")
     user = User(email=email, password_hash=hash_password(password), role=role,
-                org_id=org.id if org else None, display_name=display_name.strip() or email.split("@")[0])
+                display_name=display_name.strip() or email.split("@")[0])
     session.add(user)
     session.flush()
+    if org is not None:
+        # Named by the platform admin (CLI, demo data): an active membership; User.org_id follows it.
+        from hub import membership
+
+        membership.grant(session, user, org, record=False)
+    else:
+        from hub import membership
+
+        membership.link_invitations(session, user)
     return user
 
 
@@ -77,23 +83,36 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     return user if check_password_hash(user.password_hash, password or "") else None
 
 
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def issue_api_token(session: Session, user: User) -> str:
-    """A new API token for the user (the old one stops working); returned once, stored hashed."""
-    token = "hub_" + secrets.token_urlsafe(32)
-    user.api_token_hash = _token_digest(token)
+def end_sessions(session: Session, user: User) -> None:
+    """End every session of the account (a new session key: old cookies, copied ones included, stop working)."""
+    user.session_key = new_session_key()
     session.add(user)
-    return token
+    session.commit()
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    if not token:
-        return None
-    user = session.exec(select(User).where(User.api_token_hash == _token_digest(token))).first()
-    return user if user is not None and user.active else None
+def change_password(session: Session, user: User, current: str, new: str) -> None:
+    """Set a new password after checking the current one; ends every session and revokes every API token."""
+    if not check_password_hash(user.password_hash, current or ""):
+        raise DomainError(N_("The current password is wrong. Enter the password you logged in with."),
+                          field="current_password")
+    if new == current:
+        raise DomainError(N_("The new password is the same as the current one. Choose a different one."),
+                          field="password")
+    check_password(new, user.email)
+    user.password_hash = hash_password(new)
+    user.session_key = new_session_key()
+    session.add(user)
+    tokens.revoke_all(session, user.id, commit=False)  # type: ignore[arg-type]
+    session.commit()
+
+
+def issue_api_token(session: Session, user: User, name: str = "API", scope: str = TokenScope.SUBMIT,
+                    days: int | None = tokens.DEFAULT_DAYS) -> str:
+    """A new read-and-submit token (tests and scripts; people make theirs on the account page)."""
+    return tokens.issue(session, user, name, scope, days)
+
+
+user_for_token = tokens.user_for_token
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")

@@ -2,27 +2,34 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
+import secrets
 from collections.abc import Callable, Hashable
-from datetime import datetime
+from datetime import date, datetime
 from functools import wraps
 from math import ceil
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (Flask, Response, abort, current_app, flash, g, jsonify, make_response, redirect, render_template,
                    request, session, url_for)
 from flask_babel import get_locale, gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager, current_user
+from flask_login import LoginManager, current_user, user_logged_in
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
+from werkzeug.routing import IntegerConverter
 
+from hub import tokens
 from hub.cache import VersionedCache, changes, data_version
 from hub.db import get_engine
 from hub.errors import DomainError, N_
 from hub.models import User, utcnow
-from hub.users import user_for_token
+from hub.throttle import Attempt, LoginThrottle, account_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,6 +130,43 @@ def _known_user(key: Hashable, load: Callable[[Session], User | None]) -> User |
     return user
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# What an API token stands for, per data version (keyed by its sha256, never the token itself).
+TOKENS = VersionedCache("tokens", max_entries=4096, max_bytes=4096)
+
+
+def _active_user(user_id: int) -> User | None:
+    """The active user with this id (from memory while the data is unchanged)."""
+
+    def load(session: Session) -> User | None:
+        user = session.get(User, user_id)
+        return user if user is not None and user.active else None
+
+    return _known_user(("id", user_id), load)
+
+
+def _known_token(token: str) -> tokens.TokenInfo | None:
+    key = hashlib.sha256(token.encode()).digest()
+    version = request_version()
+    info = TOKENS.get(key, version)
+    if info is None:
+        info = tokens.lookup(db(), token)
+        if info is not None:
+            TOKENS.put(key, version, info)
+    return info
+
+
+def by_token() -> bool:
+    """Whether this request logged in with an API token (account settings need the person, not a token)."""
+    return bool(g.get("token_auth"))
+
+
+def _refuse(status: int, code: str, message: str) -> Any:
+    if wants_json():
+        return json_error(status, code, message)
+    return render_template("hub/error.html", status=status, message=message), status
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
@@ -175,11 +219,54 @@ class Page:
         return {"page": self.page, "per_page": self.per_page, "total": self.total, "pages": self.pages}
 
 
+# Beyond this a page is empty anyway; the bound keeps OFFSET inside what every database accepts.
+MAX_PAGE = 100_000
+# The largest id any table can hold (SQLite's and PostgreSQL's BIGINT); larger ones cannot exist.
+MAX_ID = 2**63 - 1
+# Dates a period may name (statements, filters); outside them date arithmetic overflows.
+MIN_DATE, MAX_DATE = date(2000, 1, 1), date(2999, 12, 31)
+
+
 def page_arg(name: str = "page") -> int:
-    try:
-        return max(1, int(request.args.get(name, 1)))
-    except ValueError:
+    """?page= clamped to 1..MAX_PAGE; a missing, negative or non-numeric value is page 1."""
+    raw = request.args.get(name, "").strip()
+    if not (raw.isascii() and raw.isdecimal()):
         return 1
+    return min(MAX_PAGE, max(1, int(raw))) if len(raw) <= 12 else MAX_PAGE
+
+
+def id_arg(name: str) -> int | None:
+    """An id from the query string (?phase=, ?org=): None when absent, a 400 when it is no possible id."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 19 or not 1 <= int(raw) <= MAX_ID:
+        raise DomainError(N_("The %(name)s parameter must be a number that names an item of the list."),
+                          field=name, name=name)
+    return int(raw)
+
+
+def date_arg(name: str, default: date) -> date:
+    """A YYYY-MM-DD date from the query string (default when absent); a 400 when it is not one in range."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        value = None
+    if value is None or not MIN_DATE <= value <= MAX_DATE:
+        raise DomainError(N_("Enter dates as YYYY-MM-DD between %(first)s and %(last)s."), field=name,
+                          first=MIN_DATE.isoformat(), last=MAX_DATE.isoformat())
+    return value
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:…>` in every route, up to MAX_ID: a larger number is no route (404), never a database overflow."""
+
+    def __init__(self, map, *args: Any, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def _security_headers(response):  # type: ignore[no-untyped-def]
@@ -199,6 +286,8 @@ def _security_headers(response):  # type: ignore[no-untyped-def]
 
 
 def init_web(app: Flask) -> None:
+    # Before any blueprint adds a rule: every <int:…> path argument is bounded.
+    app.url_map.converters["int"] = BoundedIntConverter
     # CSRF is checked in before_request so that token-authenticated API calls (no cookie) pass.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
@@ -207,40 +296,92 @@ def init_web(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
 
+    @user_logged_in.connect_via(app)
+    def _session_starts(_sender: Flask, **_extra: Any) -> None:
+        # A permanent session is re-signed on every request, so it ends after PERMANENT_SESSION_LIFETIME
+        # without one (idle timeout); login_at bounds it absolutely (SESSION_MAX_AGE) however busy it is.
+        session.permanent = True
+        session["login_at"] = int(utcnow().timestamp())
+
     @login_manager.user_loader
     def _load_user(user_id: str) -> User | None:
+        # The id is "<user id>:<session key>" (User.get_id): a new key (logout, password change) ends
+        # every session of the account, a cookie copied before included.
+        uid_text, _, key = user_id.partition(":")
         try:
-            uid = int(user_id)
+            uid = int(uid_text)
         except ValueError:
             return None
-
-        def load(session: Session) -> User | None:
-            user = session.get(User, uid)
-            return user if user is not None and user.active else None
-
-        return _known_user(("id", uid), load)
+        login_at = session.get("login_at")
+        if not key or not isinstance(login_at, int) or (
+                utcnow().timestamp() - login_at > app.config["SESSION_MAX_AGE"].total_seconds()):
+            return None
+        user = _active_user(uid)
+        return user if user is not None and hmac.compare_digest(user.session_key, key) else None
 
     @login_manager.request_loader
     def _load_from_token(req) -> User | None:  # type: ignore[no-untyped-def]
         auth = req.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            token = auth[7:].strip()
-            user = _known_user(("token", hashlib.sha256(token.encode()).digest()),
-                               lambda session: user_for_token(session, token)) if token else None
-            if user is not None:
-                g.token_auth = True
-            return user
+        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if not token:
+            return None
+        info = _known_token(token)
+        now = utcnow()
+        if info is None:
+            return None  # an unknown token leaves the request anonymous
+        refusal = info.refusal(now)
+        if refusal is not None:
+            g.token_refusal = refusal
+            return None
+        user = _active_user(info.user_id)
+        if user is None:
+            return None
+        g.token_auth, g.token_may_write = True, info.may_write
+        if tokens.due_for_touch(info, now):
+            # Its own short transaction, so the request's session stays as the view expects it.
+            with Session(db().get_bind(), expire_on_commit=False) as own:
+                tokens.touch(own, info.id, now)
+        return user
+
+    @app.before_request
+    def _token_rules() -> Any:
+        """A revoked or expired token is refused (401), a read-only one on an unsafe method too (403)."""
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return None
+        current_user._get_current_object()  # runs the loaders now, so their verdict is known
+        refusal = g.get("token_refusal")
+        if refusal is not None:
+            return _refuse(401, refusal[0], gettext(refusal[1]))
+        if g.get("token_auth") and not g.get("token_may_write") and request.method not in SAFE_METHODS:
+            return _refuse(403, "token_read_only", gettext(
+                "This token may only read. To submit, create a token that may read and submit on your "
+                "account page."))
         return None
 
     @app.before_request
-    def _csrf_unless_token() -> None:
-        if not app.config.get("WTF_CSRF_ENABLED", True) or request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
-            return
+    def _no_nul_in_query() -> Any:
+        # No parameter of ours holds a NUL, and PostgreSQL refuses one in any string it is sent.
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            raise DomainError(N_("The address holds a character that is not allowed (a NUL byte). Remove it and "
+                                 "try again."))
+        return None
+
+    @app.before_request
+    def _csrf_unless_token() -> Any:
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return None
         if request.headers.get("Authorization", "").startswith("Bearer "):
             # Token requests carry no ambient cookie credential, so CSRF does not apply; a bad
             # token simply leaves the request anonymous.
-            return
-        csrf.protect()
+            return None
+        if request.path.startswith("/api/") and not current_user.is_authenticated:
+            # Neither a token nor a logged-in browser session: what is missing is the token, not a form.
+            return json_error(401, "token_missing", gettext(
+                "The API token is missing. Send it as \"Authorization: Bearer <token>\"; make one on your "
+                "account page."))
+        if app.config.get("WTF_CSRF_ENABLED", True):
+            csrf.protect()  # a browser session (the cookie), on a page or on the API
+        return None
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -287,6 +428,9 @@ def init_web(app: Flask) -> None:
     app.register_error_handler(403, _http_error(403, "forbidden", lambda: gettext("You are not allowed to see this page.")))
     app.register_error_handler(404, _http_error(404, "not_found", lambda: gettext("Not found.")))
     app.register_error_handler(405, _http_error(405, "method_not_allowed", lambda: gettext("Method not allowed.")))
+    app.register_error_handler(408, _http_error(408, "body_too_slow", lambda: gettext(
+        "The request arrived too slowly and was stopped; nothing was kept. Check the connection and send it "
+        "again.")))
     app.register_error_handler(413, _http_error(413, "too_large", lambda: gettext("The upload is too large.")))
     app.register_error_handler(429, _http_error(429, "rate_limited", lambda: gettext("Too many attempts. Wait a minute and try again.")))
     app.register_error_handler(500, _http_error(500, "server_error", lambda: gettext("Something went wrong on our side. Nothing was changed.")))
@@ -296,9 +440,96 @@ def flash_error(err: DomainError) -> None:
     flash(translate_error(err), "error")
 
 
+# What browsers drop before parsing a URL: tab, CR and LF anywhere; C0 controls and spaces at either end.
+_BROWSER_DROPS = re.compile(r"[\t\r\n]")
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+
+
+def local_path(target: str) -> str | None:
+    """`target` as a path on this site when a browser would read it as one, else None (no open redirect).
+
+    Read as a browser reads it: tabs and newlines removed, controls and spaces at the ends stripped, a
+    backslash taken for a slash. What is left must start with exactly one "/" and have no scheme and no
+    host, so "//host", "/\\host", "/<tab>/host" and "https:…" are all refused.
+    """
+    cleaned = _BROWSER_DROPS.sub("", target).strip(_C0_AND_SPACE)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned):
+        return None
+    as_browser = cleaned.replace("\\", "/")
+    if not as_browser.startswith("/") or as_browser.startswith("//"):
+        return None
+    parts = urlsplit(as_browser)
+    if parts.scheme or parts.netloc:
+        return None
+    return as_browser
+
+
 def safe_next(default: str) -> str:
-    """A same-site path from ?next= / the form, never an absolute URL (no open redirect)."""
+    """A same-site path from ?next= / the form (see local_path), else `default`."""
     target = request.form.get("next") or request.args.get("next") or ""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return local_path(target) or default
+
+
+# ---------------------------------------------------------------- login throttling (the rule: hub.throttle)
+DEVICE_COOKIE = "hub_device"
+_DEVICE_ACCOUNTS = 8  # accounts one browser is remembered for
+
+
+def _throttle() -> LoginThrottle:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    throttle = app.extensions.get("hub_login_throttle")
+    if throttle is None:
+        throttle = LoginThrottle(app.config["RATELIMIT_STORAGE_URI"], app.config["LOGIN_RATE_LIMIT"],
+                                 app.config["LOGIN_ACCOUNT_RATE_LIMIT"])
+        app.extensions["hub_login_throttle"] = throttle
+    return throttle
+
+
+def _device_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="hub-login-device")  # type: ignore[arg-type]
+
+
+def _device_mark(account: str) -> str:
+    """How the device cookie names an account: keyed, so a shared machine's cookie does not tell whose it is."""
+    key = hashlib.sha256(b"hub-login-device:" + str(current_app.secret_key).encode()).digest()
+    return hmac.new(key, account.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _device() -> tuple[str, list[str]] | None:
+    """(device id, account marks) from this browser's signed device cookie, if it carries a valid one."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _device_serializer().loads(raw)
+        return str(data["d"]), [str(a) for a in data["a"]][:_DEVICE_ACCOUNTS]
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
+class LoginGate:
+    """One login attempt under the throttle: ask `refused()` first, then report `failed()` or `succeeded()`."""
+
+    def __init__(self, email: str | None) -> None:
+        self.enabled = bool(current_app.config.get("RATELIMIT_ENABLED", True))
+        account = account_key(email)
+        device = _device()
+        self.mark = _device_mark(account)
+        self.attempt = Attempt(address=request.remote_addr or "unknown", account=account,
+                               device=device[0] if device is not None and self.mark in device[1] else None)
+
+    def refused(self) -> bool:
+        return self.enabled and _throttle().refused(self.attempt)
+
+    def failed(self) -> None:
+        if self.enabled:
+            _throttle().failed(self.attempt)
+
+    def succeeded(self, response: Response) -> Response:
+        """Remember this browser for the account (the device cookie): others' failures no longer lock it out."""
+        device_id, accounts = _device() or (secrets.token_urlsafe(16), [])
+        accounts = [self.mark] + [a for a in accounts if a != self.mark]
+        value = _device_serializer().dumps({"d": device_id, "a": accounts[:_DEVICE_ACCOUNTS]})
+        response.set_cookie(DEVICE_COOKIE, value, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+        return response

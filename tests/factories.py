@@ -266,3 +266,40 @@ def make_scored_submission(session: Session, team, phase, score: float, *, at=No
     session.add(sub)
     session.commit()
     return sub
+
+
+# ---------------------------------------------------------------- organisation membership (hub.membership)
+def make_org_admin(session: Session, org: Organisation, role: str = Role.TEAM, email: str | None = None) -> User:
+    """An active member of `org` named its administrator (as the platform admin's set-org-admin does)."""
+    from hub import membership
+
+    user = make_user(session, role, org, email=email)
+    membership.name_first_admin(session, None, org.code, user.email)
+    session.refresh(user)
+    return user
+
+
+def make_newcomer(session: Session, email: str | None = None, password: str = PASSWORD) -> User:
+    """A registered account with no organisation (what /register makes)."""
+    user = create_user(session, email or f"new{next(_seq)}@test.example", password, Role.TEAM, None)
+    session.commit()
+    return user
+
+
+# ---------------------------------------------------------------- check runs (public samples)
+def add_sample(session: Session, dataset, inputs: str, truth: str):  # type: ignore[no-untyped-def]
+    """Give a dataset a public sample laid out as challenges.datasets writes one (sample.zip beside nothing else)."""
+    import zipfile
+    from pathlib import Path
+
+    from challenges.datasets import INPUTS_NAME, SAMPLE_NAME, TRUTH_NAME
+
+    folder = Path(dataset.inputs_dir).parent / "sample"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / SAMPLE_NAME, "w") as out:
+        out.writestr(f"sample/{INPUTS_NAME}", inputs)
+        out.writestr(f"sample/{TRUTH_NAME}", truth)
+    dataset.sample_dir, dataset.sample_sha256 = str(folder), "0" * 64
+    session.add(dataset)
+    session.commit()
+    return dataset

@@ -6,6 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, DecimalField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 
+from evaluator.quota.vouchers import PERCENT_MAX, PERCENT_MIN
+
 CLASS_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,39}$"
 
 
@@ -37,7 +39,9 @@ class VoucherForm(FlaskForm):
     bureau_id = SelectField(_l("Issuing bureau"), coerce=int, choices=[], validators=[InputRequired()])
     supplier_id = SelectField(_l("Supplier (computing center)"), coerce=int, choices=[], validators=[InputRequired()])
     scheme = StringField(_l("Scheme"), default="西咸新区算力券", validators=[DataRequired(), Length(max=120)])
-    percent = IntegerField(_l("Share of fees (%)"), default=50, validators=[InputRequired(), NumberRange(min=1, max=100)])
+    # The policy's bounds are checked by vouchers.issue(), which says the allowed range; min/max guide the browser.
+    percent = IntegerField(_l("Share of fees (%)"), default=50, validators=[InputRequired()],
+                           render_kw={"min": PERCENT_MIN, "max": PERCENT_MAX})
     cap_yuan = StringField(_l("Yearly cap (yuan)"), default="3000000", validators=[DataRequired(), Length(max=20)])
     valid_from = DateField(_l("Valid from"), validators=[InputRequired()])
     valid_until = DateField(_l("Valid until (inclusive)"), validators=[InputRequired()])

@@ -1,11 +1,10 @@
 """Statements read from the ledger: a company's 智能算力交付凭证, monthly exports, plots and utilisation."""
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlmodel import Session, col, select
 
@@ -13,6 +12,7 @@ from challenges.models import Challenge, Team
 from evaluator.quota.locking import as_utc
 from evaluator.quota.models import Device, LedgerLine, Lease, Voucher
 from evaluator.quota.vouchers import CHINA
+from hub import csvsafe
 from hub.errors import DomainError, N_
 from hub.models import Organisation, utcnow
 
@@ -130,19 +130,19 @@ def _rows(lines: list[LedgerLine], orgs: dict, teams: dict, challenges: dict, vo
         yield [ln.id, ln.kind, ln.corrects_id or "", org.name if org else "", team.name if team else "",
                ch.slug if ch else "", ln.submission_id or "", ln.attempt if ln.attempt is not None else "",
                ln.device_class, " ".join(ln.device_ids), ln.device_count, iso(ln.started_at), iso(ln.finished_at),
-               f"{ln.seconds:.6f}", f"{ln.device_seconds:.6f}", yuan(ln.fen_per_device_hour), yuan(ln.amount_fen),
-               v.code if v else "", yuan(ln.voucher_fen), yuan(ln.payable_fen)]
+               Decimal(f"{ln.seconds:.6f}"), Decimal(f"{ln.device_seconds:.6f}"), _yuan_number(ln.fen_per_device_hour),
+               _yuan_number(ln.amount_fen), v.code if v else "", _yuan_number(ln.voucher_fen),
+               _yuan_number(ln.payable_fen)]
+
+
+def _yuan_number(fen: int) -> Decimal:
+    """Yuan with two decimals as a number: a correction's negative amount stays summable in a spreadsheet."""
+    return Decimal(fen).scaleb(-2)
 
 
 def _csv(rows) -> str:  # type: ignore[no-untyped-def]
-    buf = io.StringIO()
-    buf.write("\ufeff")  # so that spreadsheet programs read the Chinese headers as UTF-8
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for row in rows:
-        # Neutralise spreadsheet formulas in names that teams chose.
-        writer.writerow([f"'{c}" if isinstance(c, str) and c[:1] in ("=", "+", "@") else c for c in row])
-    return buf.getvalue()
+    # Names that teams and organisations chose go through csvsafe; the figures above are numbers.
+    return csvsafe.to_csv(CSV_HEADER, rows, bom=True)
 
 
 def statement_csv(stmt: Statement) -> str:

@@ -22,7 +22,7 @@ from evaluator.quota.vouchers import CHINA, HOLDER_KINDS
 from hub.errors import N_, DomainError
 from hub.forms import EmptyForm
 from hub.models import Organisation, OrgKind, Role, utcnow
-from hub.web import db, flash_error, json_error, role_required, translate_error
+from hub.web import date_arg, db, flash_error, id_arg, json_error, role_required, translate_error
 
 bp = Blueprint("quota", __name__)
 api = Blueprint("quota_api", __name__, url_prefix="/api/v1/quota")
@@ -104,7 +104,7 @@ def api_usage():
 # ---------------------------------------------------------------- companies: vouchers and statements
 def _statement_org() -> Organisation:
     """The organisation whose statement is asked for: one's own, or any for operators."""
-    wanted = request.args.get("org", type=int)
+    wanted = id_arg("org")
     if current_user.role in OPS:
         org = db().get(Organisation, wanted) if wanted else None
         if org is None:
@@ -123,12 +123,7 @@ def _statement_org() -> Organisation:
 def _period() -> tuple[date, date]:
     today = _today()
     default_from = date(today.year, ((today.month - 1) // 3) * 3 + 1, 1)  # this quarter so far
-    try:
-        start = date.fromisoformat(request.args["from"]) if request.args.get("from") else default_from
-        end = date.fromisoformat(request.args["to"]) if request.args.get("to") else today
-    except ValueError:
-        raise DomainError(N_("Enter dates as YYYY-MM-DD."), field="from") from None
-    return start, end
+    return date_arg("from", default_from), date_arg("to", today)
 
 
 @bp.get("/compute/vouchers")
@@ -349,7 +344,8 @@ def _vouchers_page(form: VoucherForm, status: int = 200):  # type: ignore[no-unt
     return render_template("evaluator/quota/vouchers_admin.html", form=form, vouchers=vouchers.listing(session),
                            orgs={o.id: o for o in session.exec(select(Organisation))},
                            mismatches=ledger.reconcile(session), revoke_form=EmptyForm(), now=utcnow(),
-                           is_valid=vouchers.is_valid, default_month=f"{last_month:%Y-%m}"), status
+                           is_valid=vouchers.is_valid, default_month=f"{last_month:%Y-%m}",
+                           policy=vouchers.policy_bounds()), status
 
 
 @bp.route("/ops/vouchers", methods=["GET", "POST"])

@@ -1,7 +1,8 @@
 """算力券: issuing compute vouchers under the rules of the schemes, and finding the one a run may use.
 
 Rules (../shared/DOMAIN.md): issued by a bureau to one company for compute from a supplier that is not a
-related party; a percentage of metered fees up to a yearly cap per company; valid about 12 months; not
+related party; a percentage of metered fees (within the policy's 20–60 %) up to a yearly cap per company
+(within 2,000,000–10,000,000 yuan); valid about 12 months; not
 transferable (the holder never changes, see ledger.py's guard); one scheme per company and period.
 """
 from __future__ import annotations
@@ -22,6 +23,25 @@ from hub.models import Organisation, OrgKind, OrgRelation, utcnow
 HOLDER_KINDS = {OrgKind.COMPANY, OrgKind.UNIVERSITY, OrgKind.LAB}
 MAX_VALIDITY = timedelta(days=366)
 CHINA = ZoneInfo("Asia/Shanghai")
+
+# The policy's bounds (../shared/DOMAIN.md, 算力券: "a percentage of the compute contract (20 %–60 %) with a
+# per-company yearly cap (from 2,000,000 to 10,000,000 yuan)"). Operators set each voucher inside them.
+PERCENT_MIN, PERCENT_MAX = 20, 60
+CAP_MIN_FEN, CAP_MAX_FEN = 2_000_000 * 100, 10_000_000 * 100
+PERCENT_RANGE_MSG = N_("The voucher share must be between %(low)s%% and %(high)s%% of the metered fees (the "
+                       "policy's range); enter a value inside it.")
+CAP_RANGE_MSG = N_("The yearly cap per company must be between %(low)s and %(high)s yuan (the policy's range); "
+                   "enter a value inside it.")
+
+
+def _yuan_text(fen: int) -> str:
+    return f"{fen // 100:,}"
+
+
+def policy_bounds() -> dict[str, int | str]:
+    """The bounds as the operators' form states them."""
+    return {"percent_min": PERCENT_MIN, "percent_max": PERCENT_MAX, "cap_min": _yuan_text(CAP_MIN_FEN),
+            "cap_max": _yuan_text(CAP_MAX_FEN)}
 
 
 def related(session: Session, a: int, b: int) -> bool:
@@ -53,10 +73,10 @@ def issue(session: Session, *, company_id: int, bureau_id: int, supplier_id: int
         raise DomainError(N_("Vouchers are issued by a district bureau."), field="bureau_id")
     if supplier.kind != OrgKind.CENTER:
         raise DomainError(N_("The supplier must be a computing center."), field="supplier_id")
-    if not isinstance(percent, int) or not 1 <= percent <= 100:
-        raise DomainError(N_("The voucher share must be between 1 and 100 percent."), field="percent")
-    if not isinstance(cap_fen, int) or cap_fen <= 0:
-        raise DomainError(N_("The yearly cap must be more than zero."), field="cap_yuan")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not PERCENT_MIN <= percent <= PERCENT_MAX:
+        raise DomainError(PERCENT_RANGE_MSG, field="percent", low=PERCENT_MIN, high=PERCENT_MAX)
+    if isinstance(cap_fen, bool) or not isinstance(cap_fen, int) or not CAP_MIN_FEN <= cap_fen <= CAP_MAX_FEN:
+        raise DomainError(CAP_RANGE_MSG, field="cap_yuan", low=_yuan_text(CAP_MIN_FEN), high=_yuan_text(CAP_MAX_FEN))
     valid_from, valid_until = as_utc(valid_from), as_utc(valid_until)
     if valid_until <= valid_from:
         raise DomainError(N_("The voucher must end after it starts."), field="valid_until")

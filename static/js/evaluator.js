@@ -64,7 +64,8 @@
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (s) {
           if (!s) return;
-          if (s.log && s.log !== pre.textContent) {
+          // A withheld log never reaches the page, even if an answer carried one.
+          if (!pre.dataset.withheld && !s.log_withheld && s.log && s.log !== pre.textContent) {
             var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
             pre.textContent = s.log;
             if (atEnd) pre.scrollTop = pre.scrollHeight;

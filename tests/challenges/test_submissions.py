@@ -122,3 +122,68 @@ def test_every_outcome_has_an_explanation():
     assert "not count" in outcomes.describe("infra_error")
     assert "exit code" in outcomes.describe("nonzero_exit")
     assert outcomes.describe_submission("queued", None).startswith("Waiting")
+
+
+def test_parallel_submissions_never_exceed_the_concurrent_limit(engine, session, data_dir):
+    """16 requests at once against a limit of 3: exactly 3 rows, every other one refused."""
+    import threading
+
+    from sqlmodel import Session
+
+    oc = make_open_challenge(session, data_dir, phases=[{"per_day_limit": 100, "total_limit": 100,
+                                                         "concurrent_limit": 3}])
+    t = make_approved_team(session, oc.challenge, oc.gov)
+    start = threading.Barrier(16)
+    results: list[str] = []
+
+    def submit_one(user_id: int) -> None:
+        with Session(engine, expire_on_commit=False) as own:
+            start.wait()
+            try:
+                submissions.create_submission(own, team_id=t.team.id, phase_id=oc.phases[0].id, user_id=user_id,
+                                              image_source="upload", image_ref="t/m:1",
+                                              image_id="sha256:" + "a" * 64)
+                results.append("queued")
+            except DomainError as err:
+                results.append(err.code)
+
+    threads = [threading.Thread(target=submit_one, args=(t.users[0].id,)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == ["concurrent_limit"] * 13 + ["queued"] * 3
+    assert count(session, Submission, team_id=t.team.id) == 3
+
+
+def test_team_image_storage_is_capped_per_distinct_image(session, setup):
+    oc, team, user = setup
+    phase = oc.phases[0]
+    phase.concurrent_limit = phase.per_day_limit = phase.total_limit = 10
+    session.add(phase)
+    session.commit()
+    mib = 1 << 20
+    _create(session, team, phase, user, image_bytes=3 * mib, max_team_image_bytes=5 * mib)
+    # The same image again stores nothing new; another one of 3 MiB would make 6 MiB, over the 5 MiB cap.
+    _create(session, team, phase, user, image_bytes=3 * mib, max_team_image_bytes=5 * mib)
+    assert submissions.stored_image_bytes(session, team.id) == 3 * mib
+    with pytest.raises(DomainError) as err:
+        submissions.create_submission(session, team_id=team.id, phase_id=phase.id, user_id=user.id,
+                                      image_source="upload", image_ref="t/m:2", image_id="sha256:" + "b" * 64,
+                                      image_bytes=3 * mib, max_team_image_bytes=5 * mib)
+    assert err.value.code == "storage_limit" and "3.0 MiB" in str(err.value) and "5.0 MiB" in str(err.value)
+    assert count(session, Submission) == 2
+    with pytest.raises(DomainError):
+        submissions.check_image_storage(session, team.id, 3 * mib)    # full: refused before any byte is read
+
+
+def test_a_failing_slot_hook_writes_nothing(session, setup):
+    oc, team, user = setup
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        _create(session, team, oc.phases[0], user, on_slot=fail)
+    assert count(session, Submission) == 0
+    _create(session, team, oc.phases[0], user)    # the slot was not taken

@@ -22,7 +22,7 @@ from hub.models import OrgKind, Role, utcnow
 from marketplace.scenarios import district_today
 from tests.e2e.helpers import fill_form, fill_scenario_form, flash_ok, submit
 from tests.evaluator.pipeline import Nodes, pipeline_env, tagged, wait_for
-from tests.factories import PASSWORD, make_city, make_org, make_user
+from tests.factories import PASSWORD, make_city, make_org, make_org_admin, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.redis, pytest.mark.slow]
 
@@ -65,7 +65,8 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     page.on("dialog", lambda dialog: dialog.accept())   # data-confirm buttons ask first
     city = make_city(session, code="konggang", name="空港新城")
     gov = make_user(session, Role.GOV, city, email="gov.kg@journey.example", name="空港新城科创局")
-    make_org(session, OrgKind.COMPANY, name=COMPANY)
+    company_admin = make_org_admin(session, make_org(session, OrgKind.COMPANY, name=COMPANY),
+                                   email="admin@qinchuang.journey.example")
     judge = make_user(session, Role.JUDGE, email="judge@journey.example", name="评审专家 孙教授")
     member = make_user(session, Role.TEAM, email="member@journey.example", name="秦创 李工")
     data = tmp_path / "upload"
@@ -138,6 +139,15 @@ def test_city_publishes_team_submits_worker_scores_judge_scores_city_announces(
     shot(page, "team-register")
     submit(page, "button[type=submit].primary")
     flash_ok(page)
+    assert page.locator("#membership-status.pending").count() == 1  # asked to join: no rights yet
+
+    # The company's administrator approves the request; only then does the account act for the company.
+    login_as(page, company_admin.email)
+    page.goto("/org/members")
+    shot(page, "company-admin-requests")
+    submit(page, "#pending button[id^=approve-]")
+    flash_ok(page)
+    login_as(page, "captain@journey.example")
     page.goto("/challenges")
     submit(page, f"a[href='/challenges/{SLUG}']")
     shot(page, "team-challenge-page")

@@ -100,6 +100,16 @@ def _write_outside(ctx: Context) -> str:
     return "\n".join(lines) + "\n" + MODEL
 
 
+def open_dirs_layer(*paths: str) -> bytes:
+    """A layer with world-writable directories (where an image would mount its declared VOLUMEs)."""
+    return images.layer_tar([images.Entry(p.strip("/"), kind=tarfile.DIRTYPE, mode=0o1777) for p in paths])
+
+
+def engine_volumes(client: Any) -> set[str]:
+    """The names of the engine's volumes (`docker volume ls`): a run must leave this unchanged."""
+    return {v["Name"] for v in client.api.volumes().get("Volumes") or []}
+
+
 def setuid_layer() -> bytes:
     """A layer with a setuid-root copy of busybox (named busybox-…, so it runs its first argument)."""
     return images.layer_tar([images.Entry("app/busybox-suid", images.BUSYBOX.read_bytes(), mode=0o4755)])
@@ -110,6 +120,22 @@ SETUID = f"""ls -l /app/busybox-suid
 /app/busybox-suid sh -c 'grep -E "^(Uid|CapEff|NoNewPrivs)" /proc/self/status'
 /app/busybox-suid sh -c 'echo r00t >> /etc/passwd' 2>&1 && echo {LEAK}-passwd
 [ "$(/app/busybox-suid id -u)" = 0 ] && echo {LEAK}-root
+""" + MODEL
+
+DECLARED_VOLUME = """for i in 1 2 3; do dd if=/dev/zero of=/data/f$i bs=1M count=64 2>&1 | grep -o 'No space left on device'; done
+du -m /data | tail -n 1 | sed 's/^/volume-mib /'
+grep ' /data ' /proc/mounts
+""" + MODEL
+HEALTH_PROBE = {"Test": ["CMD-SHELL", "touch /tmp/probe; sleep 100 &"], "Interval": 100_000_000,
+                "Timeout": 1_000_000_000, "Retries": 1}
+HEALTH_CHECKED = f"""sleep 2
+[ -e /tmp/probe ] && echo {LEAK}-healthcheck-ran
+n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo "processes $n"
+""" + MODEL
+IGNORES_SIGTERM = "trap '' TERM INT HUP QUIT\necho trapped\nwhile :; do sleep 1; done\n"
+IMAGE_CONFIG = f"""id -u | sed 's/^/uid /'
+[ "$(id -u)" = 0 ] && echo {LEAK}-root
+[ -e /tmp/onbuild ] && echo {LEAK}-onbuild
 """ + MODEL
 
 ENV_GRAB = """env | grep -E '^(NVIDIA|CUDA|LD_|HIP|ROCR)' | sort
@@ -146,19 +172,51 @@ RUN_ATTACKS: list[Attack] = [
                                "CUDA_VISIBLE_DEVICES": "0,1,2,3", "LD_LIBRARY_PATH": "/app"}}),
     Attack("never_exits", "a busy loop", _fixed("echo spinning\nwhile :; do :; done\n"), Outcome.TIME_LIMIT),
     Attack("exits_early", "exit 0 before writing", _fixed("echo bye\nexit 0\n"), Outcome.MISSING_OUTPUT),
+    # What the image's own config declares. A declared VOLUME would be an anonymous volume on the node's disk,
+    # beside every cap: 3x the /output cap goes into it. The sandbox masks it with a tmpfs of /tmp's size.
+    Attack("declared_volume", "VOLUME /data, 3 x 64 MiB written there", _fixed(DECLARED_VOLUME), Outcome.SCORED,
+           time_limit_s=20, image_opts={"volumes": ["/data"], "extra_layers": (open_dirs_layer("data"),)}),
+    Attack("volume_in_output", "VOLUME /output/cache (cannot be masked)", _fixed(MODEL), Outcome.IMAGE_REJECTED,
+           image_opts={"volumes": ["/output/cache"]}),
+    Attack("health_check", "a HEALTHCHECK running a command every 100 ms", _fixed(HEALTH_CHECKED), Outcome.SCORED,
+           time_limit_s=10, image_opts={"healthcheck": HEALTH_PROBE}),
+    Attack("ignored_sigterm", "trap '' TERM, STOPSIGNAL SIGTERM", _fixed(IGNORES_SIGTERM), Outcome.TIME_LIMIT,
+           image_opts={"stop_signal": "SIGTERM"}),
+    Attack("image_config", "USER 0, EXPOSE 8080, ONBUILD, STOPSIGNAL SIGUSR1", _fixed(IMAGE_CONFIG), Outcome.SCORED,
+           image_opts={"user": "0:0", "exposed_ports": ["8080/tcp"], "on_build": ["RUN touch /tmp/onbuild"],
+                       "stop_signal": "SIGUSR1"}),
 ]
+
+# A fork storm at its pids limit beside a well-behaved run on the same node, at the same time: the
+# neighbour forks 200 processes, allocates 32 MiB, writes /tmp and /output, and must score normally.
+STORM = """id -u | sed 's/^/uid /'
+(while :; do sleep 1000 & done) 2>/dev/null
+echo storm at the pids limit
+exec sleep 1000
+"""
+NEIGHBOUR = """id -u | sed 's/^/uid /'
+n=0; while [ $n -lt 200 ]; do sleep 30 & n=$((n+1)); done
+echo "forked $n"
+dd if=/dev/zero of=/tmp/scratch bs=1M count=8 2>/dev/null && dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null \
+  && echo "memory and /tmp ok"
+""" + MODEL
 
 
 # ---------------------------------------------------------------- upload side
 @dataclass
 class Upload:
-    """A hostile archive (written by `build(dest)`) and the intake reason code it must be refused with."""
+    """A hostile archive (written by `build(dest)`) and the intake reason code it must be refused with.
+
+    An empty `reason` means intake accepts the archive and the attack must simply have no effect (the
+    re-tagging archive: the demo tag it names still points at the demo image after the load).
+    """
 
     name: str
     what: str
     build: Callable[[Path], Path]
     reason: str
     max_bytes: int | None = None   # the upload cap, when the attack is about it
+    needs_victims: bool = False    # plant_victims() first: the demo tag and another team's image on the node
 
 
 def _parts(tag: str) -> images.ImageParts:
@@ -199,7 +257,42 @@ def valid_archive(dest: Path) -> Path:
     return images.write_image_archive(dest, [_parts("valid")])
 
 
+# What the two image-level attacks aim at: the demo's tag on the node, and another team's image there.
+VICTIM_TAG = f"hub-demo/hostile-{uuid.uuid4().hex[:10]}:baseline"
+# Unique per process: another test session on the same engine removing its victim must not remove ours.
+VICTIM_SCRIPT = f"#!/bin/sh\necho the other team's model {uuid.uuid4().hex}\n" + MODEL
+
+
+def victim_parts() -> images.ImageParts:
+    return images.busybox_parts(VICTIM_SCRIPT)
+
+
+def plant_victims(client: Any, workdir: Path) -> str:
+    """Load the other team's image and point the demo-like VICTIM_TAG at it; return its image ID."""
+    image_id = images.build_busybox_image(client, VICTIM_SCRIPT, workdir=workdir)
+    repo, tag = VICTIM_TAG.rsplit(":", 1)
+    client.api.tag(image_id, repo, tag=tag)
+    return image_id
+
+
+def _retagging(dest: Path) -> Path:
+    parts = images.busybox_parts(f"#!/bin/sh\necho retag-{uuid.uuid4().hex}\n" + MODEL, repo_tags=[VICTIM_TAG])
+    return images.write_image_archive(dest, [parts])
+
+
+def _borrowed_layers(dest: Path) -> Path:
+    # The victim's layer digest in rootfs.diff_ids, the attacker's own files in the layer: an engine that
+    # already has the victim's layer would skip this one and run the attacker's config on the victim's files.
+    own = [images.busybox_layer(f"#!/bin/sh\necho borrowed-{uuid.uuid4().hex}\n" + MODEL)]
+    config = images.image_config(own, entrypoint=["/bin/sh", "/app/run.sh"], env={"TEAM": "attacker"})
+    config["rootfs"]["diff_ids"] = list(victim_parts().config["rootfs"]["diff_ids"])
+    return images.write_image_archive(dest, [images.ImageParts(config=config, layers=own)])
+
+
 UPLOAD_ATTACKS: list[Upload] = [
+    Upload("retagging_archive", "RepoTags naming the demo's tag, other code", _retagging, "", needs_victims=True),
+    Upload("borrowed_layers", "another team's layer digests in diff_ids, other files", _borrowed_layers,
+           "layer_digest", needs_victims=True),
     Upload("tar_symlink_out", "a member symlink -> /etc/shadow",
            _with_extra(_member("evil", kind=tarfile.SYMTYPE, linkname="/etc/shadow")), "unsafe_link"),
     Upload("tar_dotdot", "a member ../../../tmp/evil", _with_extra(_member("../../../tmp/evil")), "unsafe_path"),

@@ -90,6 +90,7 @@ def test_hostile_image_is_contained(attack: hostile.Attack, env, session, redis_
     script = "#!/bin/sh\n" + attack.script(ctx)
     assert hostile.MARKER not in script
     image = tagged(docker_client, busybox_image(script, **attack.image_opts))
+    volumes_before = hostile.engine_volumes(docker_client)
 
     sub = queue_image(session, setup, image, redis_url)
     done = wait_for(lambda: ended(session, sub.id), attack.time_limit_s + 60, what=attack.name)
@@ -105,6 +106,7 @@ def test_hostile_image_is_contained(attack: hostile.Attack, env, session, redis_
     assert hostile.MARKER not in done.log_excerpt and hostile.MARKER not in done.reason
     assert hostile.LEAK not in done.log_excerpt, done.log_excerpt
     wait_for(lambda: not containers_of(docker_client, sub.id), 15, what="the container to be removed")
+    assert hostile.engine_volumes(docker_client) == volumes_before   # no volume left on the node's engine
     assert sorted(p.name for p in dataset_dir.iterdir()) == ["inputs", "truth.csv"]
     assert sorted(p.name for p in Path(setup.dataset.inputs_dir).iterdir()) == ["ids.txt"]
 
@@ -131,13 +133,30 @@ def test_hostile_image_is_contained(attack: hostile.Attack, env, session, redis_
     elif attack.name == "write_outside":
         assert log.count("Read-only file system") >= 5
     elif attack.name == "setuid":
-        assert re.search(r"Uid:\s+65534\s+65534", log) and re.search(r"NoNewPrivs:\s+1", log), log
+        uid = re.search(r"Uid:\s+(\d+)\s+(\d+)", log)
+        assert uid and uid[1] == uid[2] and int(uid[1]) in sandbox.uid_pool(), log   # the run's own uid, not root
+        assert re.search(r"NoNewPrivs:\s+1", log), log
         assert "-rwsr-xr-x" in log               # the bit was there; no-new-privileges made it inert
     elif attack.name == "env_grab":
         lines = log.splitlines()
         assert "NVIDIA_VISIBLE_DEVICES=void" in lines and "LD_PRELOAD=" in lines and "CUDA_VISIBLE_DEVICES=" in lines
     elif attack.name == "exits_early":
         assert "predictions.csv" in done.reason and "bye" in log
+    elif attack.name == "declared_volume":
+        # The VOLUME was a tmpfs of /tmp's size (half the memory limit), not 192 MiB on the node's disk.
+        written = re.search(r"volume-mib (\d+)", log)
+        assert written and int(written[1]) <= attack.memory_mb // 2, log
+        assert "No space left on device" in log and " /data tmpfs " in log, log
+    elif attack.name == "volume_in_output":
+        assert "VOLUME" in done.reason and "/output/cache" in done.reason
+    elif attack.name == "health_check":
+        assert "processes 1" in log, log          # the image's own shell only: the probe never ran
+    elif attack.name == "ignored_sigterm":
+        assert "trapped" in log and f"time limit of {attack.time_limit_s} s" in done.reason
+        assert done.runtime_s is not None and done.runtime_s < attack.time_limit_s + 5
+    elif attack.name == "image_config":
+        uid = re.search(r"uid (\d+)", log)
+        assert uid and int(uid[1]) in sandbox.uid_pool(), log
 
     assert_node_still_scores(session, setup, env, busybox_image("#!/bin/sh\n" + hostile.MODEL), redis_url)
 
@@ -154,9 +173,23 @@ def archive_image_id(path: Path) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("attack", hostile.UPLOAD_ATTACKS, ids=lambda a: a.name)
+@pytest.fixture
+def victims(docker_client: Any, tmp_path: Path) -> Iterator[str]:
+    """The demo-like tag and another team's image on the node, for the image-level attacks; removed after."""
+    victim = hostile.plant_victims(docker_client, tmp_path / "victims")
+    yield victim
+    for ref in (hostile.VICTIM_TAG, victim):
+        try:
+            docker_client.images.remove(ref, force=True)
+        except docker.errors.APIError:
+            pass
+
+
+@pytest.mark.parametrize("attack", [a for a in hostile.UPLOAD_ATTACKS if a.reason], ids=lambda a: a.name)
 def test_hostile_upload_is_refused_before_loading(attack: hostile.Upload, env, session, redis_url, docker_client,
-                                                  tmp_path):
+                                                  tmp_path, request):
+    if attack.needs_victims:
+        request.getfixturevalue("victims")
     setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH)
     src = attack.build(tmp_path / f"{attack.name}.tar")
     image_id = archive_image_id(src)
@@ -192,3 +225,65 @@ def test_hostile_upload_is_refused_before_loading(attack: hostile.Upload, env, s
     assert (done.status, done.primary_score, done.worker) == ("scored", 1.0, env.node.name), \
         (done.reason, env.nodes.logs())
     docker_client.images.remove(ok.image_id, force=True)
+
+
+def test_fork_storm_beside_a_well_behaved_run(env, session, redis_url, docker_client, busybox_image, tmp_path):
+    """Two runs at once on one host (two worker processes, one engine): a fork storm at its pids limit, and a
+    neighbour that forks 200 processes, allocates memory and writes /tmp and /output. The neighbour scores
+    normally, and the two ran under different uids, so no per-uid budget (RLIMIT_NPROC …) was shared."""
+    second = env.nodes.start("hostile-node-2", reaper_interval=0.5)
+    try:
+        wait_for(lambda: session.exec(select(WorkerNode).where(WorkerNode.name == "hostile-node-2")
+                                      .execution_options(populate_existing=True)).first(), 15,
+                 what="the second node's heartbeat")
+        setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH, time_limit_s=20, memory_mb=256)
+        storm_image = tagged(docker_client, busybox_image("#!/bin/sh\n" + hostile.STORM))
+        neighbour_image = tagged(docker_client, busybox_image("#!/bin/sh\n" + hostile.NEIGHBOUR))
+        volumes_before = hostile.engine_volumes(docker_client)
+
+        storm = queue_image(session, setup, storm_image, redis_url)
+        names = wait_for(lambda: containers_of(docker_client, storm.id), 30, what="the storm's container")
+
+        def storm_pids() -> int:
+            try:
+                return len(docker_client.api.top(names[0]).get("Processes") or [])
+            except docker.errors.APIError:
+                return 0
+
+        wait_for(lambda: storm_pids() >= 250, 30, what="the storm to reach its pids limit")
+        neighbour = queue_image(session, setup, neighbour_image, redis_url)
+        done = wait_for(lambda: ended(session, neighbour.id), 60, what="the neighbour")
+        stormed = wait_for(lambda: ended(session, storm.id), 60, what="the storm")
+    finally:
+        second.stop()
+
+    assert (done.status, done.primary_score) == ("scored", 1.0), (done.reason, done.log_excerpt, env.nodes.logs())
+    assert "forked 200" in done.log_excerpt and "memory and /tmp ok" in done.log_excerpt, done.log_excerpt
+    assert stormed.outcome == "time_limit", (stormed.reason, stormed.log_excerpt)
+    assert {done.worker, stormed.worker} == {"hostile-node", "hostile-node-2"}   # at the same time, on one host
+    uids = [re.search(r"uid (\d+)", sub.log_excerpt) for sub in (done, stormed)]
+    assert all(uids) and uids[0][1] != uids[1][1], (done.log_excerpt, stormed.log_excerpt)
+    wait_for(lambda: not containers_of(docker_client, storm.id) and not containers_of(docker_client, neighbour.id),
+             15, what="both containers to be removed")
+    assert hostile.engine_volumes(docker_client) == volumes_before
+    assert_node_still_scores(session, setup, env, busybox_image("#!/bin/sh\n" + hostile.MODEL), redis_url)
+
+
+@pytest.mark.parametrize("attack", [a for a in hostile.UPLOAD_ATTACKS if not a.reason], ids=lambda a: a.name)
+def test_accepted_hostile_upload_moves_no_tag(attack: hostile.Upload, env, session, redis_url, docker_client, victims,
+                                              tmp_path):
+    setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH)
+    src = attack.build(tmp_path / f"{attack.name}.tar")
+    settings = submit.IntakeSettings(data_dir=str(env.data_dir), max_image_bytes=64 * MIB, redis_url=redis_url)
+
+    with src.open("rb") as fh:
+        sub = submit.submit_upload(session, slug=setup.challenge.slug, user=setup.users[0], stream=fh,
+                                   settings=settings, filename=src.name)
+    tagged(docker_client, sub.image_id)
+    done = wait_for(lambda: ended(session, sub.id), 60, what=attack.name)
+
+    assert sub.image_id == archive_image_id(src) != victims          # the run is pinned to the team's own ID
+    assert (done.status, done.primary_score) == ("scored", 1.0), (done.reason, env.nodes.logs())
+    assert "retag-" in done.log_excerpt                               # the team's code ran, not the demo's
+    assert docker_client.images.get(hostile.VICTIM_TAG).id == victims  # and the demo tag never moved
+    docker_client.images.remove(sub.image_id, force=True)

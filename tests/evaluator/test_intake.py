@@ -334,3 +334,112 @@ def test_unreachable_engine_is_an_infra_error(parts, tmp_path):
         intake.load_image(client, path)
     with pytest.raises(SandboxInfraError):
         intake.inspect_for_run(client, parts.image_id, max_image_bytes=MIB)
+
+
+# ---------------------------------------------------------------- layer digests (rootfs.diff_ids)
+def _borrowing(victim: ImageParts, own_layers: list[bytes]) -> ImageParts:
+    """An image whose config declares `victim`'s layer digests but whose archive carries `own_layers`."""
+    config = images.image_config(own_layers, entrypoint=["/bin/sh", "/app/run.sh"])
+    config["rootfs"]["diff_ids"] = list(victim.config["rootfs"]["diff_ids"])
+    return ImageParts(config=config, layers=own_layers)
+
+
+@pytest.mark.parametrize("layout", ["docker", "oci", "docker+oci"])
+def test_layer_not_matching_its_declared_digest_is_refused(parts, tmp_path, layout):
+    # Another team's layer digests in diff_ids, this team's own content in the archive.
+    own = images.busybox_layer("echo borrowed-run\n")
+    path = images.write_image_archive(tmp_path / "image.tar", [_borrowing(parts, [own])], layout=layout)
+    err = rejected(path, "layer_digest")
+    assert parts.config["rootfs"]["diff_ids"][0] in err.detail and images.sha256_hex(own) in err.detail
+
+
+def test_layer_count_not_matching_diff_ids_is_refused(parts, tmp_path):
+    extra = images.layer_tar([Entry("data.txt", b"x")])
+    borrowed = ImageParts(config=images.image_config(parts.layers), layers=[*parts.layers, extra])
+    err = rejected(images.write_image_archive(tmp_path / "extra.tar", [borrowed]), "layer_digest")
+    assert "2 layers" in err.detail and "1 " in err.detail
+
+
+def test_gzip_layer_is_hashed_uncompressed(busybox_binary, tmp_path):
+    layer = images.busybox_layer("echo gz\n")
+    ok = ImageParts(config=images.image_config([layer]), layers=[gzip.compress(layer, mtime=0)])
+    path = images.write_image_archive(tmp_path / "ok.tar", [ok], layout="oci")
+    assert check_image_tar(path, **LIMITS).image_id == ok.image_id
+    other = images.busybox_layer("echo other\n")
+    bad = ImageParts(config=images.image_config([layer]), layers=[gzip.compress(other, mtime=0)])
+    rejected(images.write_image_archive(tmp_path / "bad.tar", [bad], layout="oci"), "layer_digest")
+
+
+def test_oci_blob_not_matching_its_name_is_refused(parts, tmp_path):
+    path = images.write_image_archive(tmp_path / "image.tar", [parts], layout="oci")
+    layer_hex = images.sha256_hex(parts.layers[0])
+    swapped = tmp_path / "swapped.tar"
+    with tarfile.open(path) as src, tarfile.open(swapped, "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if m.name == f"blobs/sha256/{layer_hex}":
+                data = data[:-1] + b"\x01"    # the tar's last padding byte: same files, another digest
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    err = rejected(swapped, "layer_digest")
+    assert layer_hex in err.detail
+
+
+def test_layer_hashing_keeps_memory_flat(busybox_binary, tmp_path):
+    big = images.layer_tar([Entry("weights.bin", b"\x5a" * (48 * MIB))])
+    parts = ImageParts(config=images.image_config([big]), layers=[big])
+    path = images.write_image_archive(tmp_path / "big.tar", [parts])
+    del big, parts
+    tracemalloc.start()
+    check_image_tar(path, max_bytes=128 * MIB, max_layers=4)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * MIB
+
+
+# ---------------------------------------------------------------- registry references: the team's namespace
+@pytest.mark.parametrize("reference", ["127.0.0.1:5000/team-7/model@sha256:" + "a" * 64,
+                                       "127.0.0.1:5000/team-7/a/b:v2@sha256:" + "b" * 64])
+def test_own_namespace_reference_is_accepted(reference):
+    host, repository, digest = intake.check_team_reference(reference, intake.team_namespace(7), ["127.0.0.1:5000"])
+    assert host == "127.0.0.1:5000" and repository.startswith("127.0.0.1:5000/team-7/")
+    assert digest.startswith("sha256:")
+
+
+@pytest.mark.parametrize(("reference", "reason"), [
+    ("127.0.0.1:5000/team-8/model@sha256:" + "a" * 64, "registry_namespace"),   # another team's repository
+    ("127.0.0.1:5000/team-70/model@sha256:" + "a" * 64, "registry_namespace"),  # a prefix is not the namespace
+    ("127.0.0.1:5000/team-7@sha256:" + "a" * 64, "registry_namespace"),         # the namespace itself, no name
+    ("127.0.0.1:5000/model@sha256:" + "a" * 64, "registry_namespace"),
+    ("127.0.0.1:5000/team-7/model:v1", "digest_required"),
+    ("evil.example.com/team-7/model@sha256:" + "a" * 64, "registry_not_allowed"),
+])
+def test_reference_outside_own_namespace_is_refused(reference, reason):
+    with pytest.raises(ImageRejected) as info:
+        intake.check_team_reference(reference, intake.team_namespace(7), ["127.0.0.1:5000"])
+    assert info.value.reason == reason and info.value.detail
+    if reason == "registry_namespace":
+        assert "127.0.0.1:5000/team-7/" in info.value.detail
+
+
+# ---------------------------------------------------------------- loading without names
+@pytest.mark.parametrize("layout", ["docker", "oci", "docker+oci"])
+def test_archive_is_fed_to_the_engine_without_any_name(parts, tmp_path, layout):
+    import json
+
+    path = images.write_image_archive(tmp_path / "image.tar", [parts], layout=layout,
+                                      extra=[member("repositories", b'{"team/model": {"v1": "abc"}}')])
+    rewritten = tmp_path / "fed.tar"
+    with rewritten.open("wb") as out:
+        for chunk in intake.untagged_archive(path):
+            out.write(chunk)
+    with tarfile.open(rewritten) as tar:
+        names = tar.getnames()
+        assert "repositories" not in names
+        if "manifest.json" in names:
+            assert [e["RepoTags"] for e in json.loads(tar.extractfile("manifest.json").read())] == [None]
+            assert "index.json" not in names        # the engine loads what check_image_tar verified, only that
+        else:
+            index = json.loads(tar.extractfile("index.json").read())
+            assert all(not (e.get("annotations") or {}) for e in index["manifests"])
+    info = check_image_tar(rewritten, **LIMITS)      # still the same, valid image
+    assert info.image_id == parts.image_id and info.repo_tags == ()

@@ -14,11 +14,20 @@ import pytest
 
 from evaluator import sandbox, seams
 from evaluator.sandbox import SandboxSpec
+from tests.evaluator.hostile import engine_volumes, open_dirs_layer
 
 pytestmark = pytest.mark.docker
 
 MIB = 1 << 20
 _names = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def no_volume_left(docker_client):
+    """No run may leave a volume on the engine: its volume list is the same after every test."""
+    before = engine_volumes(docker_client)
+    yield
+    assert engine_volumes(docker_client) == before
 
 
 def make_spec(image_id: str, tmp_path: Path, **overrides: Any) -> SandboxSpec:
@@ -250,7 +259,8 @@ def test_root_read_only_non_root_no_capabilities(docker_client, busybox_image, t
     assert sandbox.run(docker_client, spec).outcome == "ok"
     out = spec.output_dir
     assert out.joinpath("touch_rc").read_text().strip() != "0"
-    assert out.joinpath("uid").read_text().strip() == "65534" and out.joinpath("gid").read_text().strip() == "65534"
+    uid = int(out.joinpath("uid").read_text())
+    assert uid in sandbox.uid_pool() and int(out.joinpath("gid").read_text()) == uid   # a uid of the run's own
     assert out.joinpath("cap").read_text().split() == ["CapEff:", "0000000000000000"]
     assert out.joinpath("nnp").read_text().split() == ["NoNewPrivs:", "1"]
 
@@ -303,7 +313,10 @@ def test_created_container_has_the_sandbox_profile(docker_client, busybox_image,
     assert {u["Name"] for u in host["Ulimits"]} >= {"nofile", "nproc", "fsize"}
     assert host["LogConfig"]["Type"] == "json-file" and "max-size" in host["LogConfig"]["Config"]
     assert "noexec" in host["Tmpfs"]["/tmp"] and "size=8m" in host["Tmpfs"]["/tmp"]
-    assert attrs["Config"]["User"] == "65534:65534" and attrs["Image"] == spec.image_id
+    uid = int(attrs["Config"]["Labels"][sandbox.UID_LABEL])
+    assert uid in sandbox.uid_pool() and attrs["Config"]["User"] == f"{uid}:{uid}"
+    assert attrs["Image"] == spec.image_id
+    assert attrs["Config"]["Healthcheck"]["Test"] == ["NONE"] and attrs["Config"]["StopSignal"] == "SIGKILL"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert set(mounts) == {"/input", "/output"}
     assert mounts["/input"]["RW"] is False and mounts["/output"]["RW"] is True
@@ -375,3 +388,160 @@ def test_unreachable_engine_is_an_infra_error(busybox_binary, tmp_path):
         sandbox.run(client, make_spec("sha256:" + "a" * 64, tmp_path))
     with pytest.raises(sandbox.SandboxInfraError):
         sandbox.list_hub_containers(client)
+
+
+# ---------------------------------------------------------------- the image's own config is not trusted
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def test_declared_volume_gets_a_capped_tmpfs_not_a_disk_volume(docker_client, busybox_image, tmp_path):
+    # Three files, each at the /output cap (RLIMIT_FSIZE stops a single file there), into a declared VOLUME:
+    # 3x the cap. An anonymous volume would take all of it on the node's disk, beside every limit.
+    script = ("for i in 1 2 3; do dd if=/dev/zero of=/data/f$i bs=64k count=32 2>>/output/dd_err; done\n"
+              "du -k /data | tail -n 1 > /output/du\n"
+              "grep ' /data ' /proc/mounts > /output/mount\n")
+    image = busybox_image(script, volumes=["/data"], extra_layers=(open_dirs_layer("data"),))
+    spec = make_spec(image, tmp_path, output_max_bytes=2 * MIB, tmp_size_mb=3)
+    result = sandbox.run(docker_client, spec)
+    assert result.outcome == "ok", result.log
+    assert int(_read(spec.output_dir / "du").split()[0]) <= 3 * 1024          # KiB: the tmpfs cap, not 6 MiB
+    assert "No space left on device" in _read(spec.output_dir / "dd_err")
+    mount = _read(spec.output_dir / "mount").split()
+    assert mount[2] == "tmpfs" and "size=3072k" in mount[3] and "noexec" in mount[3]
+    assert result.masked_volumes == ["/data"]
+    assert not container_exists(docker_client, spec.name)
+
+
+@pytest.mark.parametrize("declared", [["/"], ["/output/cache"], ["/models", "/input/extra"]])
+def test_a_volume_the_sandbox_cannot_mask_never_runs(declared, docker_client, busybox_image, tmp_path):
+    spec = make_spec(busybox_image("echo ran > /output/ran\n", volumes=declared), tmp_path)
+    result = sandbox.run(docker_client, spec)
+    assert result.outcome == "start_failed" and "VOLUME" in (result.start_error or "")
+    assert not container_exists(docker_client, spec.name)
+    assert not (spec.output_dir / "ran").exists()
+
+
+def test_volume_masks_normalize_and_refuse():
+    assert sandbox.volume_masks(["/data/", "/a/../b", "/tmp", "/output", "/input", "/tmp/cache"]) == \
+        ["/b", "/data", "/tmp/cache"]
+    for bad in (["data"], ["/"], ["//"], ["/output/x"], ["/input/../input/x"], [f"/v{i}" for i in range(17)]):
+        with pytest.raises(sandbox.UnsafeImageConfig):
+            sandbox.volume_masks(bad)
+
+
+def test_image_health_check_never_runs(docker_client, busybox_image, tmp_path):
+    # Docker would run this every 100 ms inside the sandbox, beside the process the platform waits for.
+    probe = {"Test": ["CMD-SHELL", "echo probe >> /output/health; sleep 100 &"], "Interval": 100_000_000,
+             "Timeout": 1_000_000_000, "Retries": 1}
+    script = "sleep 2\nn=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n > /output/procs\n"
+    spec = make_spec(busybox_image(script, healthcheck=probe), tmp_path)
+    result = sandbox.run(docker_client, spec)
+    assert result.outcome == "ok", result.log
+    assert not (spec.output_dir / "health").exists()
+    assert _read(spec.output_dir / "procs").strip() == "1"     # the image's own shell, nothing else
+
+
+def test_image_that_ignores_sigterm_still_ends_at_the_time_limit(docker_client, busybox_image, tmp_path):
+    script = "trap '' TERM INT HUP QUIT; echo trapped; while :; do sleep 1; done\n"
+    spec = make_spec(busybox_image(script, stop_signal="SIGTERM"), tmp_path, time_limit_s=2)
+    result = sandbox.run(docker_client, spec)
+    assert result.timed_out and result.outcome == "time_limit" and result.exit_code == 137
+    assert result.log == b"trapped\n"
+    assert not container_exists(docker_client, spec.name)
+
+
+def test_image_user_ports_onbuild_stopsignal_and_env_change_nothing(docker_client, busybox_image, tmp_path):
+    image = busybox_image("id -u > /output/uid; env > /output/env; ls -A /tmp > /output/tmp\n", user="0:0",
+                          exposed_ports=["8080/tcp", "53/udp"], on_build=["RUN touch /tmp/onbuild"],
+                          stop_signal="SIGUSR1", env={"NVIDIA_VISIBLE_DEVICES": "all", "HOME": "/root"})
+    spec = make_spec(image, tmp_path)
+    attrs = _created(docker_client, spec)
+    assert attrs["Config"]["StopSignal"] == "SIGKILL" and attrs["Config"]["User"] != "0:0"
+    assert attrs["HostConfig"]["NetworkMode"] == "none" and attrs["HostConfig"]["PublishAllPorts"] is False
+    assert not attrs["HostConfig"]["PortBindings"]
+    result = sandbox.run(docker_client, spec)
+    assert result.outcome == "ok", result.log
+    assert int(_read(spec.output_dir / "uid")) == result.uid and result.uid in sandbox.uid_pool()
+    env = dict(line.split("=", 1) for line in _read(spec.output_dir / "env").splitlines() if "=" in line)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void" and env["HOME"] == "/tmp"
+    assert _read(spec.output_dir / "tmp").strip() == ""        # ONBUILD acts on builds only
+
+
+STORM = "(while :; do sleep 1000 & done) 2>/dev/null\necho full > /output/full\nexec sleep 1000\n"
+NEIGHBOUR = """n=0; while [ $n -lt 200 ]; do sleep 30 & n=$((n+1)); done
+echo $n > /output/forked
+dd if=/dev/zero of=/tmp/scratch bs=1M count=8 2>/dev/null
+dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null
+dd if=/dev/zero of=/output/pred bs=1M count=2 2>/dev/null
+echo done > /output/done
+"""
+
+
+def _wait_for_file(path: Path, timeout: float = 60) -> None:
+    deadline = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        if path.exists():
+            return
+        deadline.wait(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_a_fork_storm_cannot_starve_a_concurrent_run(docker_client, busybox_image, tmp_path):
+    """Two concurrent runs on one node: A forks up to its pids limit (1024, a challenge that allows many
+    processes), B forks 200, allocates 32 MiB and writes /tmp and /output. On a shared uid A's processes
+    would fill B's RLIMIT_NPROC (1024 processes per uid on the whole host) and B could not fork at all."""
+    storm = make_spec(busybox_image(STORM), tmp_path, pids_limit=1024, memory_mb=512, time_limit_s=120)
+    neighbour = make_spec(busybox_image(NEIGHBOUR), tmp_path, pids_limit=256, memory_mb=256, tmp_size_mb=16)
+    results: dict[str, sandbox.RunResult] = {}
+    thread = threading.Thread(target=lambda: results.update(storm=sandbox.run(docker_client, storm)), daemon=True)
+    thread.start()
+    try:
+        _wait_for_file(storm.output_dir / "full")   # A is at its pids limit
+        result = sandbox.run(docker_client, neighbour)
+    finally:
+        try:
+            docker_client.api.kill(storm.name)
+        except Exception:  # noqa: BLE001 - already over
+            pass
+        thread.join(60)
+    assert result.outcome == "ok", result.log
+    assert _read(neighbour.output_dir / "forked").strip() == "200"
+    assert _read(neighbour.output_dir / "done").strip() == "done"
+    assert results["storm"].uid != result.uid
+    assert not container_exists(docker_client, storm.name)
+
+
+def test_concurrent_creates_never_share_a_uid(docker_client, busybox_image, tmp_path):
+    pool = range(0x7100_0000, 0x7100_0004)   # four uids, apart from the default pool other tests use
+    image = busybox_image("true\n")
+    specs = [make_spec(image, tmp_path, uids=pool) for _ in range(4)]
+    barrier = threading.Barrier(len(specs))
+    created: dict[str, Any] = {}
+
+    def make(spec: SandboxSpec) -> None:
+        barrier.wait()
+        created[spec.name] = sandbox.create(docker_client, spec)
+
+    threads = [threading.Thread(target=make, args=(spec,)) for spec in specs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        uids = [int(docker_client.api.inspect_container(spec.name)["Config"]["Labels"][sandbox.UID_LABEL])
+                for spec in specs]
+        assert sorted(uids) == list(pool)                   # four containers, four uids
+        with pytest.raises(sandbox.SandboxInfraError, match="in use"):
+            sandbox.create(docker_client, make_spec(image, tmp_path, uids=pool))
+    finally:
+        for spec in specs:
+            sandbox.kill_and_remove(docker_client, spec.name)
+
+
+def test_uid_pool_setting():
+    assert sandbox.uid_pool("") == sandbox.DEFAULT_UIDS
+    assert sandbox.uid_pool("200000-200009") == range(200000, 200010)
+    for bad in ("0-10", "10-5", "65530-65540", "x", "100"):
+        with pytest.raises(ValueError):
+            sandbox.uid_pool(bad)

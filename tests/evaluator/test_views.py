@@ -210,13 +210,16 @@ def test_api_takes_an_image_from_the_centers_registry_pinned_by_digest(session, 
     setup = make_eval_setup(session, tmp_path)
     token = token_for(session, setup.users[0])
     image_id = busybox_image(PERFECT_MODEL + "# registry\n")
-    repo = f"{local_registry}/team/model"
+    # A team pushes to its own namespace (team-<id>) and submits by the digest that `docker push` prints.
+    repo = f"{local_registry}/team-{setup.team.id}/model"
     docker_client.images.get(image_id).tag(repo, "v1")
+    digest = ""
     for event in docker_client.api.push(repo, tag="v1", stream=True, decode=True):
         assert "error" not in event, event
+        digest = (event.get("aux") or {}).get("Digest", digest)
 
     resp = http.post(f"/api/v1/challenges/{setup.challenge.slug}/submissions",
-                     headers={"Authorization": f"Bearer {token}"}, json={"image": f"{repo}:v1"})
+                     headers={"Authorization": f"Bearer {token}"}, json={"image": f"{repo}:v1@{digest}"})
 
     assert resp.status_code == 201, resp.get_data(as_text=True)
     sub = fresh(session, resp.get_json()["id"])

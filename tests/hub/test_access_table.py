@@ -55,6 +55,12 @@ def world(app, session) -> World:  # type: ignore[no-untyped-def]
     return World(session, users, owner, published, draft, application, attachment, store)
 
 
+def _fresh_token(w: World) -> int:
+    from hub import tokens
+
+    return tokens.lookup(w.session, tokens.issue(w.session, w.users["team"], "t", "read", 30)).id
+
+
 def _fresh_published(w: World) -> int:
     return make_scenario(w.session, w.owner, w.users["gov_owner"]).id
 
@@ -125,7 +131,12 @@ AUTH: list[Route] = [
     ("GET", lambda w: "/login", None, ALL_200),
     ("GET", lambda w: "/register", None, ALL_200),
     ("GET", lambda w: "/account", None, row(LOGIN, 200, 200, 200, 200, 200, 200, 200)),
-    ("POST", lambda w: "/account", lambda w: {}, row(LOGIN, 200, 200, 200, 200, 200, 200, 200)),
+    ("POST", lambda w: "/account", lambda w: {"name": "ci", "scope": "read", "days": "30"},
+     row(LOGIN, 200, 200, 200, 200, 200, 200, 200)),
+    ("POST", lambda w: f"/account/tokens/{_fresh_token(w)}/revoke", lambda w: {},  # the team user's token
+     row(LOGIN, 302, 404, 404, 404, 404, 404, 404)),
+    ("POST", lambda w: "/account/password", lambda w: {"current_password": "wrong-password", "password": "x",
+                                                       "confirm": "x"}, row(LOGIN, 400, 400, 400, 400, 400, 400, 400)),
     ("GET", lambda w: "/lang/en", None, dict.fromkeys(ROLES, 302)),
     ("POST", lambda w: "/logout", lambda w: {}, row(LOGIN, 302, 302, 302, 302, 302, 302, 302)),
 ]

@@ -19,7 +19,8 @@ def test_register_creates_a_team_account_and_logs_in(client, session):
                                           "password": "long-enough-1", "confirm": "long-enough-1"})
     assert resp.status_code == 302
     user = session.exec(select(User).where(User.email == "new.user@example.com")).one()
-    assert user.role == Role.TEAM and user.org_id == org.id and user.password_hash != "long-enough-1"
+    # Choosing an organisation only asks to join it: no organisation rights until its administrator approves.
+    assert user.role == Role.TEAM and user.org_id is None and user.password_hash != "long-enough-1"
     assert "张工" in client.get("/account").get_data(as_text=True)
 
 

@@ -141,7 +141,7 @@ class World:
     def voucher(self) -> Voucher:
         now = utcnow()
         row = Voucher(code=f"SEC-{secrets.token_hex(6)}", scheme="西咸新区算力券", company_id=self.org_a.id,
-                      bureau_id=self.bureau.id, supplier_id=self.center.id, percent=50, cap_fen=100_000,
+                      bureau_id=self.bureau.id, supplier_id=self.center.id, percent=50, cap_fen=300_000_000,
                       valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=300))
         self.session.add(row)
         self.session.commit()

@@ -9,7 +9,7 @@ The tests:
 - the secrets: every GET route, filled with real ids, read by team A, the public and others who must not see
   them, never shows team B's log, the truth, or a score of a board before its reveal (with a control that
   those who may read them do);
-- the tokens: a token made on the account page opens every API row as its role, the one it replaced as nobody.
+- the tokens: a token made on the account page opens every API row as its role; one revoked there opens none (401).
 """
 from __future__ import annotations
 
@@ -67,6 +67,11 @@ COVERED_ELSEWHERE: dict[str, dict[str, set[str]]] = {
         "marketplace_api.api_cities": {"GET"},
         "auth.login": {"GET"}, "auth.register": {"GET"}, "auth.account": {"GET", "POST"},
         "auth.set_language": {"GET"}, "auth.logout": {"POST"},
+        "auth.revoke_token": {"POST"}, "auth.change_password": {"POST"},
+    },
+    "tests/hub/test_membership.py": {
+        "auth.join_request": {"POST"}, "auth.my_membership_action": {"POST"}, "auth.leave_org": {"POST"},
+        "auth.org_members": {"GET"}, "auth.org_invite": {"POST"}, "auth.org_member_action": {"POST"},
     },
 }
 
@@ -336,6 +341,7 @@ ROUTE_TABLE: dict[str, list[Case]] = {
              expect(404, anonymous=401, other_team=200, gov_owner=200, judge=200, admin=200), "team B's"),
     ],
     "evaluator.ops": [Case("GET", lambda w: "/ops", expect(403, OPS_ONLY))],
+    "evaluator.ops_log": [Case("GET", lambda w: f"/ops/submissions/{w.sub_a.id}/log", expect(403, OPS_ONLY))],
     "evaluator.ops_action": [
         Case("POST", lambda w: (f"/ops/submissions/{w.submission_in(w.arena(panel=False)).id}/cancel", {}),
              expect(403, anonymous=LOGIN, operator=302, admin=302)),
@@ -502,7 +508,8 @@ ARG_VALUES: dict[str, Callable[[World], list[Any]]] = {
 QUERIES: tuple[Callable[[World], str], ...] = (
     lambda w: "", lambda w: f"?phase={w.p_private.id}", lambda w: f"?org={w.org_b.id}")
 # Who may read what: the organisers, the panel and the admin see logs and hidden scores; team B its own log.
-MAY_READ_LOG_B = {"other_team", "gov_owner", "judge", "admin"}
+# Operators read every log on their own page (/ops/submissions/<id>/log, audited) to chase failures.
+MAY_READ_LOG_B = {"other_team", "gov_owner", "judge", "admin", "operator"}
 MAY_READ_HIDDEN = {"gov_owner", "judge", "admin"}
 
 
@@ -587,9 +594,11 @@ def test_no_route_shows_another_teams_log_the_truth_or_a_hidden_score(app, world
 
 
 # ---------------------------------------------------------------- API tokens
-def test_a_token_from_the_account_page_replaces_the_old_one_on_every_api_route(app, world):
-    """A new token (POST /account) opens what the role may open; the replaced one opens only what anyone may."""
+def test_a_token_from_the_account_page_opens_every_api_route_and_a_revoked_one_none(app, world):
+    """A new token (POST /account) opens what the role may open; the one revoked on the page is refused (401)."""
     import re
+
+    from hub import tokens
 
     clients = _clients(app, world)
     api_reads = [(endpoint, case) for endpoint, cases in ROUTE_TABLE.items() for case in cases
@@ -597,16 +606,19 @@ def test_a_token_from_the_account_page_replaces_the_old_one_on_every_api_route(a
     assert len(api_reads) >= 10
     mismatches = []
     for role in ("member", "other_team", "gov_owner", "judge", "operator", "admin"):
-        page = clients[role]["session"].post("/account").get_data(as_text=True)
+        browser = clients[role]["session"]
+        page = browser.post("/account", data={"name": "CI", "scope": "submit", "days": "90"}).get_data(as_text=True)
         new = re.search(r'<code class="token">([^<]+)</code>', page)
         assert new is not None and new.group(1) != world.tokens[role], role
-        for token, expected_as in ((world.tokens[role], "anonymous"), (new.group(1), role)):
+        old_id = tokens.lookup(world.session, world.tokens[role]).id
+        assert browser.post(f"/account/tokens/{old_id}/revoke").status_code == 302
+        _pop_flashes(browser)
+        for token, which in ((world.tokens[role], "revoked"), (new.group(1), "new")):
             client = app.test_client()
             for endpoint, case in api_reads:
                 url = case.request(world)
                 got = outcome(client, client.get(url, headers={"Authorization": f"Bearer {token}"}))
-                if got != case.expected[expected_as]:
-                    which = "replaced" if expected_as == "anonymous" else "new"
-                    mismatches.append(f"{role:10} {which} token GET {url}: expected {case.expected[expected_as]}, "
-                                      f"got {got}")
+                expected = 401 if which == "revoked" else case.expected[role]
+                if got != expected:
+                    mismatches.append(f"{role:10} {which} token GET {url}: expected {expected}, got {got}")
     assert not mismatches, "\n" + "\n".join(mismatches)

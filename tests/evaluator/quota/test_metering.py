@@ -129,16 +129,17 @@ def test_a_correction_is_a_new_line_that_reverses_the_old(session, world):
 
 # ---------------------------------------------------------------- vouchers
 def test_voucher_stops_at_the_cap(session, world):
-    _price(session, "36.00")
-    v = _voucher(session, world, percent=50, cap_yuan="10.00")
+    # The policy's smallest yearly cap (2,000,000 yuan), reached with a price that makes each run cost as much.
+    _price(session, "7200000.00")
+    v = _voucher(session, world, percent=50, cap_yuan="2000000")
     subs = [make_submission(session, world.team, world.phase) for _ in range(3)]
-    first = _meter(session, subs[0], 1000)     # 1000 fen, voucher 500
-    second = _meter(session, subs[1], 1000, start=T0 + timedelta(hours=1))  # voucher cut at the 500 left
+    first = _meter(session, subs[0], 1000)     # 2,000,000 yuan, voucher 1,000,000
+    second = _meter(session, subs[1], 1000, start=T0 + timedelta(hours=1))  # voucher cut at the 1,000,000 left
     third = _meter(session, subs[2], 1000, start=T0 + timedelta(hours=2))
-    assert [first.voucher_fen, second.voucher_fen, third.voucher_fen] == [500, 500, 0]
-    assert third.payable_fen == third.amount_fen == 1000 and third.voucher_id is None
+    assert [first.voucher_fen, second.voucher_fen, third.voucher_fen] == [100_000_000, 100_000_000, 0]
+    assert third.payable_fen == third.amount_fen == 200_000_000 and third.voucher_id is None
     session.refresh(v)
-    assert v.used_fen == v.cap_fen == 1000
+    assert v.used_fen == v.cap_fen == 200_000_000
 
 
 def test_expired_voucher_pays_nothing(session, world):
@@ -181,7 +182,8 @@ def test_related_party_supplier_is_refused(session, world):
 
 
 @pytest.mark.parametrize("kwargs,field", [
-    ({"percent": 0}, "percent"), ({"percent": 101}, "percent"), ({"cap_yuan": "0"}, "cap_yuan"),
+    ({"percent": 0}, "percent"), ({"percent": 101}, "percent"), ({"percent": 19}, "percent"),
+    ({"percent": 61}, "percent"), ({"cap_yuan": "0"}, "cap_yuan"), ({"cap_yuan": "10000000.01"}, "cap_yuan"),
     ({"days": 400}, "valid_until"), ({"days": -1}, "valid_until")])
 def test_voucher_terms_are_checked(session, world, kwargs, field):
     with pytest.raises(DomainError) as err:
@@ -196,8 +198,8 @@ def test_only_companies_universities_and_labs_hold_vouchers(session, world):
 
 
 def test_ledger_reconciles_with_voucher_used_amounts_under_concurrency(session, engine, world):
-    _price(session, "36.00")
-    v = _voucher(session, world, cap_yuan="40.00")  # the 30 runs would take 47.10
+    _price(session, "1800000.00")
+    v = _voucher(session, world, cap_yuan="2000000")  # the 30 runs would take 2,358,750.00
     subs = [make_submission(session, world.team, world.phase) for _ in range(30)]
     errors = []
 
@@ -219,7 +221,7 @@ def test_ledger_reconciles_with_voucher_used_amounts_under_concurrency(session, 
     lines = session.exec(select(LedgerLine)).all()
     assert len(lines) == 30
     v = session.get(Voucher, v.id)
-    assert v.used_fen == sum(ln.voucher_fen for ln in lines) == ledger.voucher_ledger_fen(session, v.id) == 4000
+    assert v.used_fen == sum(ln.voucher_fen for ln in lines) == ledger.voucher_ledger_fen(session, v.id) == 200_000_000
     assert ledger.reconcile(session) == []
     assert all(ledger.line_is_consistent(ln) for ln in lines)
 
