@@ -1,6 +1,7 @@
 """Submission limits, the Submission record's creation, and who may look at a submission."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -252,6 +253,23 @@ LOG_WITHHELD = N_("This run read the phase's hidden test data, so its log is sho
                   "with a full log, start a check run: it runs your image on the phase's public sample inputs.")
 
 
+# A quoted value in a reason (evaluator.scoring quotes ids and headers as Python reprs) and the text an organiser's
+# scorer printed after its refusal: both can carry what the run read from its inputs.
+_QUOTED = re.compile(r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*\"""")
+_SCORER_SAID = re.compile(r"(The organiser's scorer refused the predictions): .*", re.S)
+
+
+def visible_reason(sub: Submission, show_log: bool) -> str:
+    """The run's reason as its viewer may read it: whole with the log, else without the values it quotes.
+
+    A run on hidden data could otherwise write its inputs as ids or column names and read them back in the
+    reason ("first: 'secret…'"), or have the truth's ids quoted to it; counts and line numbers stay.
+    """
+    if show_log or not sub.reason:
+        return sub.reason
+    return _QUOTED.sub("'…'", _SCORER_SAID.sub(r"\1 (its words are kept with the log).", sub.reason))
+
+
 def run_has_hidden_inputs(session: Session, sub: Submission, phase: Phase) -> bool:
     """Whether the run's /input held data that its team may not see.
 
@@ -326,7 +344,7 @@ def as_dict(sub: Submission, phase: Phase, challenge: Challenge, team: Team | No
         "id": sub.id, "challenge": challenge.slug, "phase": {"id": phase.id, "name": phase.name},
         "team": {"id": sub.team_id, "name": team.name if team else None},
         "kind": sub.kind, "status": sub.status, "outcome": sub.outcome, "outcome_text": outcome_text,
-        "reason": sub.reason,
+        "reason": visible_reason(sub, show_log),
         "exit_code": sub.exit_code,
         "scores": dict(sub.scores) if show_scores else None,
         "primary_score": sub.primary_score if show_scores else None,

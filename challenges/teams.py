@@ -8,7 +8,7 @@ from sqlmodel import Session, func, select
 from challenges import registration
 from challenges.models import (Challenge, ChallengeStatus, Registration, Submission, Team, TeamMember, TeamStatus)
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
-from hub.membership import membership_ended
+from hub.membership import membership_ended, require_member
 from hub.models import Role, User
 
 JOINABLE_STATUSES = {ChallengeStatus.OPEN}
@@ -70,8 +70,7 @@ def _require_captain(team: Team, user: User) -> None:
 
 
 def _require_team_role(user: User) -> None:
-    if user.role != Role.TEAM or user.org_id is None:
-        raise Forbidden(N_("Only team accounts of a company, university or lab may join a challenge."))
+    require_member(user, N_("Only team accounts of a company, university or lab may join a challenge."))
 
 
 def _require_free(session: Session, challenge_id: int, user: User) -> None:
@@ -220,6 +219,10 @@ def leave(session: Session, actor: User, team: Team) -> bool:
 def make_captain(session: Session, captain: User, team: Team, user_id: int) -> None:
     _require_captain(team, captain)
     row = _pending_row(session, team, user_id, "active")
+    successor = session.get(User, user_id)
+    if successor is None or successor.org_id != team.lead_org_id:
+        # The captain acts for the lead organisation (is_captain): a partner's member could not.
+        raise DomainError(N_("Only a member of the team's lead organisation can be its captain."), field="user_id")
     old = session.exec(select(TeamMember).where(TeamMember.team_id == team.id,
                                                 TeamMember.user_id == captain.id)).one()
     registration.recheck_change(session, team, registration.CAPTAIN_CHANGED, actor_id=captain.id, refusable=True)

@@ -611,12 +611,13 @@ def submission(submission_id: int):
     log_url = (url_for("evaluator_api.submission_log", submission_id=sub.id)
                if "evaluator_api.submission_log" in current_app.view_functions
                else f"/api/v1/submissions/{sub.id}/log")
+    can_read_log = submissions.can_read_log(session, current_user, sub, phase, challenge)
     return render_template("challenges/submission.html", sub=sub, phase=phase, challenge=challenge,
                            team=session.get(Team, sub.team_id),
                            show_scores=submissions.scores_shown(session, current_user, sub, phase, challenge),
                            can_judge=(access.is_organiser(current_user, challenge)
                                       or access.is_panel_judge(session, current_user, challenge)),
-                           can_read_log=submissions.can_read_log(session, current_user, sub, phase, challenge),
+                           can_read_log=can_read_log, reason=submissions.visible_reason(sub, can_read_log),
                            log_withheld_text=submissions.LOG_WITHHELD,
                            check_url=(url_for("evaluator.submit", slug=challenge.slug, kind="check")
                                       if "evaluator.submit" in current_app.view_functions

@@ -55,6 +55,13 @@ def get_submission_for_viewer(session: Session, submission_id: int, viewer: User
     return sub
 
 
+def visible_reason(sub: Submission, show_log: bool) -> str:
+    """The reason as a viewer who may (not) read the log sees it (challenges.submissions.visible_reason)."""
+    from challenges.submissions import visible_reason as _visible
+
+    return _visible(sub, show_log)
+
+
 def can_read_log(session: Session, viewer: User | None, sub: Submission) -> bool:
     """Whether `viewer` may read this submission's log (challenges.submissions.can_read_log, the one rule)."""
     from challenges.submissions import can_read_log as _can

@@ -300,7 +300,8 @@ def submission_status(session: Session, *, submission_id: int, viewer: User | No
             text = ""
     return {
         "id": sub.id, "kind": sub.kind, "status": sub.status, "outcome": sub.outcome,
-        "outcome_text": seams.describe_outcome(sub.status, sub.outcome), "reason": sub.reason,
+        "outcome_text": seams.describe_outcome(sub.status, sub.outcome),
+        "reason": seams.visible_reason(sub, readable),
         "exit_code": sub.exit_code, "attempt": sub.attempt, "position": info.position, "workers": info.workers,
         "est_wait_s": info.est_wait_s, "log": text, "log_withheld": not readable,
         "done": sub.status in (SubmissionStatus.SCORED, SubmissionStatus.FAILED, SubmissionStatus.CANCELLED),

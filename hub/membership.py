@@ -34,6 +34,19 @@ membership_ended = Namespace().signal("membership-ended")
 
 
 # ---------------------------------------------------------------- reading
+NOT_A_MEMBER = N_("You are not yet an approved member of any organisation. Ask to join your company, university "
+                  "or lab on your account page; its administrator approves you, and then you can act for it.")
+
+
+def require_member(user: User | None, refusal: str) -> None:
+    """Raise Forbidden unless `user` is a team account with an active membership; a team account without
+    one is told how to get it, anyone else gets `refusal` (the caller's own rule)."""
+    if user is not None and user.role == Role.TEAM and user.org_id is None:
+        raise Forbidden(NOT_A_MEMBER)
+    if user is None or user.role != Role.TEAM:
+        raise Forbidden(refusal)
+
+
 def open_membership(session: Session, user_id: int) -> Membership | None:
     """The person's pending request, invitation or active membership (at most one)."""
     return session.exec(select(Membership).where(Membership.user_id == user_id,

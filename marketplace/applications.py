@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, or_, select
 
-from hub import audit
+from hub import audit, membership
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
 from hub.models import Organisation, OrgRelation, Role, User, utcnow
 from marketplace.attachments import MAX_FILES, AttachmentStore, StoredFile, Upload
@@ -76,8 +76,7 @@ def active_application(session: Session, org_id: int, scenario_id: int) -> Appli
 
 def check_can_apply(session: Session, actor: User | None, scenario: Scenario, today: date | None = None) -> None:
     """Raise the reason a user cannot apply to this scenario now; return when they can."""
-    if actor is None or actor.role != Role.TEAM or actor.org_id is None:
-        raise Forbidden(N_("Only team accounts of a company, university or lab can apply."))
+    membership.require_member(actor, N_("Only team accounts of a company, university or lab can apply."))
     if scenario.status not in OPEN_STATUSES:
         raise Conflict(N_("This scenario is not taking applications."))
     if scenario.deadline < (today or district_today()):

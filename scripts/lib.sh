@@ -46,7 +46,16 @@ ensure_apt() {
     # Another apt run (a colleague's, unattended upgrades) may hold the lock: wait for it.
     local opts=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
     run_logged apt-update as_root apt-get "${opts[@]}" update -q || return 1
-    run_logged apt-install as_root apt-get "${opts[@]}" install -y -q --no-install-recommends "${missing[@]}"
+    # Packages with a daemon (nginx, postgresql, redis) would start it on install; nothing here needs that
+    # (the scripts start what they use, on ports of their own), and a taken port 80 would fail nginx's
+    # install. policy-rc.d answering 101 ("not allowed") is Debian's way to say so, for this install only.
+    local policy=/usr/sbin/policy-rc.d placed=0 rc=0
+    if [ ! -e "$policy" ] && [ "$(id -u)" = 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && placed=1
+    fi
+    run_logged apt-install as_root apt-get "${opts[@]}" install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+    [ "$placed" = 1 ] && rm -f "$policy"
+    return "$rc"
 }
 
 # find_python: print a CPython 3.11 or 3.12 (pyproject says >=3.11,<3.13), pyenv's first, then Debian's.

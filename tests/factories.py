@@ -237,7 +237,10 @@ def make_approved_team(session: Session, challenge, gov: User, *, members: int =
 
     from challenges import registration, teams
 
-    users = [make_user(session, Role.TEAM) for _ in range(members)]
+    # Colleagues of one company: the captain's role can pass to any of them (it needs the lead organisation).
+    users = [make_user(session, Role.TEAM)]
+    lead = session.get(Organisation, users[0].org_id)
+    users += [make_user(session, Role.TEAM, org=lead) for _ in range(members - 1)]
     team = teams.create_team(session, users[0], challenge, name or f"队伍{next(_seq)}")
     for user in users[1:]:
         teams.request_join(session, user, team.invite_token)

@@ -121,3 +121,29 @@ def test_a_public_board_on_the_private_split_hides_its_inputs_as_well(session, w
     session.add(world.public)
     session.commit()
     assert submissions.run_has_hidden_inputs(session, world.open_run, world.public)
+
+
+def test_a_reason_never_carries_back_what_a_hidden_run_read(app, session, world):
+    """A run on hidden data could write its inputs as ids (or make its scorer print them) and read them back in
+    the reason: the team's reason keeps the sentence and the counts, not the quoted values."""
+    smuggled = "SMUGGLED-INPUT-b41e"
+    bad = make_scored_submission(
+        session, world.own.team, world.private, 0.0, status="failed", outcome="bad_output",
+        reason=f"Some ids are not in the test set (3 in all), first: '{smuggled}-1', \"{smuggled}-2\".")
+    scorer = make_scored_submission(
+        session, world.own.team, world.private, 0.0, status="failed", outcome="bad_output",
+        reason=f"The organiser's scorer refused the predictions: row 7 {smuggled}")
+    team = _client(app, world.own.users[0])
+    for sub in (bad, scorer):
+        for path, body in _all_paths(team, sub.id).items():
+            assert smuggled not in body, path
+    page = team.get(f"/submissions/{bad.id}").get_data(as_text=True)
+    assert "Some ids are not in the test set (3 in all), first: &#39;…&#39;, &#39;…&#39;." in page
+    assert team.get(f"/api/v1/submissions/{scorer.id}").get_json()["reason"] == (
+        "The organiser's scorer refused the predictions (its words are kept with the log).")
+    judge = _client(app, world.judge)
+    assert smuggled in judge.get(f"/api/v1/submissions/{bad.id}").get_json()["reason"]
+    # A check run's or a public phase's reason is the team's in full.
+    public = make_scored_submission(session, world.own.team, world.public, 0.0, status="failed",
+                                    outcome="bad_output", reason=f"first: '{smuggled}'")
+    assert smuggled in team.get(f"/api/v1/submissions/{public.id}").get_json()["reason"]

@@ -6,7 +6,7 @@ import pytest
 from challenges import teams
 from challenges.models import Team, TeamMember
 from hub.errors import DomainError
-from hub.models import Role
+from hub.models import Organisation, Role
 from tests.challenges.conftest import count
 from tests.factories import make_scored_submission, make_user
 
@@ -78,15 +78,23 @@ def test_only_team_accounts_form_teams_and_names_are_checked(session, open_chall
 
 def test_leaving_and_the_captain_role(session, open_challenge):
     c = open_challenge.challenge
-    captain, member = make_user(session), make_user(session)
+    captain = make_user(session)
+    # The captain acts for the lead organisation, so the role passes only to a colleague of it (a rule added
+    # with organisation membership: this test's member used to come from another company).
+    member = make_user(session, org=session.get(Organisation, captain.org_id))
+    partner = make_user(session)
     team = teams.create_team(session, captain, c, "离队测试")
-    teams.request_join(session, member, team.invite_token)
-    teams.approve_member(session, captain, team, member.id)
+    for person in (member, partner):
+        teams.request_join(session, person, team.invite_token)
+        teams.approve_member(session, captain, team, person.id)
     with pytest.raises(DomainError, match="Hand the captain role"):
         teams.leave(session, captain, team)
+    with pytest.raises(DomainError, match="lead organisation"):
+        teams.make_captain(session, captain, team, partner.id)
     teams.make_captain(session, captain, team, member.id)
     assert session.get(Team, team.id).captain_id == member.id
     assert teams.leave(session, captain, team) is False
+    assert teams.leave(session, partner, team) is False
     # A lone captain with submissions cannot dissolve the team; their results stay on record.
     make_scored_submission(session, team, open_challenge.phases[0], 1.0)
     with pytest.raises(DomainError, match="cannot be dissolved"):
