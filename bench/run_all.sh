@@ -13,7 +13,7 @@ KNOWN=(leaderboard_bench scoring_bench eval_overhead upload_memory quota_sim san
 
 if [ "${HUB_BENCH_SKIP_SETUP:-0}" != 1 ]; then
     set -e
-    ensure_apt "${HUB_TEST_PACKAGES[@]}"
+    ensure_apt "${HUB_TEST_PACKAGES[@]}" wrk   # wrk: the load generator of load_web.py
     ensure_venv test
     ensure_docker
     ensure_postgres      # exports BENCH_DATABASE_URL (postgresql://hub:hub@127.0.0.1:5432/hub_bench)
