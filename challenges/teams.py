@@ -9,7 +9,7 @@ from challenges import registration
 from challenges.models import (Challenge, ChallengeStatus, Registration, Submission, Team, TeamMember, TeamStatus)
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
 from hub.membership import membership_ended, require_member
-from hub.models import Role, User
+from hub.models import User
 
 JOINABLE_STATUSES = {ChallengeStatus.OPEN}
 CLOSED_TEAM_STATUSES = {TeamStatus.REJECTED, TeamStatus.CUT, TeamStatus.DISQUALIFIED}

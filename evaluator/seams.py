@@ -47,6 +47,13 @@ def create_submission(session: Session, **fields: Any) -> Submission:
     return _create(session, **fields)
 
 
+def check_image_storage(session: Session, team_id: int, cap: int) -> int:
+    """The team's stored image bytes, or a DomainError when its storage is already full."""
+    from challenges.submissions import check_image_storage as _check
+
+    return _check(session, team_id, cap)
+
+
 def get_submission_for_viewer(session: Session, submission_id: int, viewer: User | None) -> Submission:
     """The submission if `viewer` may see its page (same rule as the submission page), else NotFound."""
     from challenges.submissions import get_for_viewer

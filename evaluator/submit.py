@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
 from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionKind, SubmissionStatus, Team
+from challenges.submissions import CHECK_RUNS_PER_DAY
 from evaluator import dispatch, queues, seams
 from hub.errors import DomainError, N_
 from hub.models import User
@@ -41,19 +42,16 @@ class IntakeSettings:
     max_layers: int = 64
     registry_allowlist: tuple[str, ...] = ()
     max_team_image_bytes: int | None = None   # the team's stored archives, all together (None: no cap)
-    check_runs_per_day: int = 10
+    check_runs_per_day: int = CHECK_RUNS_PER_DAY
 
     @classmethod
     def from_config(cls, config: Any) -> IntakeSettings:
-        import os
-
         return cls(data_dir=config["DATA_DIR"], max_image_bytes=int(config["MAX_IMAGE_BYTES"]),
                    redis_url=config.get("REDIS_URL"), max_layers=int(config.get("MAX_IMAGE_LAYERS", 64)),
                    registry_allowlist=tuple(config.get("REGISTRY_ALLOWLIST", ())),
                    max_team_image_bytes=int(config["MAX_TEAM_IMAGE_BYTES"]) if config.get("MAX_TEAM_IMAGE_BYTES")
                    else None,
-                   check_runs_per_day=int(config.get("CHECK_RUNS_PER_DAY")
-                                          or os.environ.get("HUB_CHECK_RUNS_PER_DAY") or 10))
+                   check_runs_per_day=int(config.get("CHECK_RUNS_PER_DAY") or CHECK_RUNS_PER_DAY))
 
 
 @dataclass
@@ -83,7 +81,7 @@ def _visible_challenge(session: Session, slug: str, user: User | None) -> Challe
 
 
 def context(session: Session, slug: str, user: User, kind: str = SubmissionKind.SUBMISSION,
-            check_runs_per_day: int = 10) -> SubmitContext:
+            check_runs_per_day: int = CHECK_RUNS_PER_DAY) -> SubmitContext:
     challenge = _visible_challenge(session, slug, user)
     phase = seams.current_phase(session, challenge)
     team = seams.team_for_user(session, challenge.id, user.id) if user is not None else None  # type: ignore[arg-type]
@@ -113,7 +111,7 @@ def context(session: Session, slug: str, user: User, kind: str = SubmissionKind.
 
 
 def _check(session: Session, challenge: Challenge, phase: Phase | None, team: Team | None,
-           kind: str = SubmissionKind.SUBMISSION, check_runs_per_day: int = 10) -> tuple[Phase, Team]:
+           kind: str = SubmissionKind.SUBMISSION, check_runs_per_day: int = CHECK_RUNS_PER_DAY) -> tuple[Phase, Team]:
     if phase is None:
         raise DomainError(N_("No phase of this challenge is open for submissions now."), code="closed")
     if team is None:
@@ -147,7 +145,7 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
     if settings.max_team_image_bytes is not None:
         # Refused before a byte is read when the team's storage is full. Whether this image still fits is known
         # once it is hashed (the same image again stores nothing new), inside the transaction that writes the row.
-        _team_storage(session, team.id, settings.max_team_image_bytes)  # type: ignore[arg-type]
+        seams.check_image_storage(session, team.id, settings.max_team_image_bytes)  # type: ignore[arg-type]
     uploads = Path(settings.data_dir) / "uploads"
     dest = uploads / f"{uuid.uuid4().hex}.tar"
     ref = Path(filename or "upload.tar").name[:300]
@@ -185,13 +183,6 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
         dest.unlink(missing_ok=True)
     _load_now(session, sub, keep, info.image_id)
     return _dispatch(session, settings, sub)
-
-
-def _team_storage(session: Session, team_id: int, cap: int) -> int:
-    """The team's stored image bytes, or a DomainError when its storage is already full."""
-    from challenges.submissions import check_image_storage
-
-    return check_image_storage(session, team_id, cap)
 
 
 def _load_now(session: Session, sub: Submission, keep: Path, image_id: str) -> None:
@@ -255,13 +246,12 @@ def submit_image_id(session: Session, *, slug: str, user: User, image_id: str, i
 
 
 def _rejected(session: Session, team: Team, phase: Phase, user: User, source: str, ref: str,
-              err: DomainError, kind: str = SubmissionKind.SUBMISSION,
-              settings: IntakeSettings | None = None) -> Submission:
+              err: DomainError, kind: str, settings: IntakeSettings) -> Submission:
     reason = err.args[0] if err.args else str(err)
     return seams.create_submission(session, team_id=team.id, phase_id=phase.id, user_id=user.id,
                                    image_source=source, image_ref=ref, image_id="",
                                    status=SubmissionStatus.FAILED, outcome=Outcome.IMAGE_REJECTED, reason=reason,
-                                   kind=kind, check_runs_per_day=settings.check_runs_per_day if settings else 10)
+                                   kind=kind, check_runs_per_day=settings.check_runs_per_day)
 
 
 def _queue(session: Session, settings: IntakeSettings, team: Team, phase: Phase, user: User, source: str,

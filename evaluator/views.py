@@ -14,6 +14,7 @@ from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, Mu
 from werkzeug.http import parse_options_header
 
 from challenges.models import SubmissionKind
+from challenges.submissions import LOG_WITHHELD
 from evaluator import jobs, submit
 from hub.errors import N_, DomainError
 from hub.forms import EmptyForm
@@ -222,8 +223,6 @@ def _submission_json(sub) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def _translated(info: dict[str, Any]) -> dict[str, Any]:
-    from challenges.submissions import LOG_WITHHELD
-
     out = {**info, "outcome_text": gettext(info["outcome_text"]), "wait_text": _wait_text(info["est_wait_s"])
            if info["position"] else None}
     if info.get("log_withheld"):

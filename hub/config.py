@@ -62,6 +62,8 @@ def load_config(instance_path: str | os.PathLike[str], overrides: dict[str, Any]
         # The center's own registry hosts that teams may name images in, comma-separated.
         "REGISTRY_ALLOWLIST": env.get("REGISTRY_ALLOWLIST", ""),
         "PAGE_SIZE": 10,
+        # Check runs a team may start per day; unset: challenges.submissions.CHECK_RUNS_PER_DAY.
+        "CHECK_RUNS_PER_DAY": env.get("HUB_CHECK_RUNS_PER_DAY") or None,
         "DEMO_DATA": env.get("HUB_DEMO_DATA", "0") == "1",
     }
     if overrides:

@@ -2,7 +2,9 @@
 organisation membership (the person's requests and invitations, the organisation administrator's page)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from collections.abc import Callable
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext
 from flask_login import current_user, login_user, logout_user
 from sqlmodel import select
@@ -75,8 +77,7 @@ def register():
                 except DomainError as err:
                     flash_error(err)
                 else:
-                    flash(gettext("Your request to join has been sent. Until the organisation's administrator "
-                                  "approves it, you cannot see or act for that organisation."), "info")
+                    flash(gettext(JOIN_SENT), "info")
             return redirect(url_for("auth.account"))
     return render_template("hub/register.html", form=form), (400 if form.is_submitted() else 200)
 
@@ -185,8 +186,18 @@ def _membership_panel() -> dict:
     return {"membership_panel": membership_panel}
 
 
-def _back_to_account(done: str):  # type: ignore[no-untyped-def]
-    flash(done, "success")
+JOIN_SENT = N_("Your request to join has been sent. Until the organisation's administrator approves it, you "
+               "cannot see or act for that organisation.")
+
+
+def _on_account(action: Callable[[], object], done: str):  # type: ignore[no-untyped-def]
+    """Run one of the person's membership actions and go back to the account page, saying how it went."""
+    try:
+        action()
+    except DomainError as err:
+        flash_error(err)
+    else:
+        flash(gettext(done), "success")
     return redirect(url_for("auth.account"))
 
 
@@ -198,13 +209,7 @@ def join_request():
     if not form.validate_on_submit():
         flash(gettext("Choose the organisation you want to join."), "error")
         return redirect(url_for("auth.account"))
-    try:
-        membership.request_to_join(db(), current_user, int(form.org.data))
-    except DomainError as err:
-        flash_error(err)
-        return redirect(url_for("auth.account"))
-    return _back_to_account(gettext("Your request to join has been sent. Until the organisation's administrator "
-                                    "approves it, you cannot see or act for that organisation."))
+    return _on_account(lambda: membership.request_to_join(db(), current_user, int(form.org.data)), JOIN_SENT)
 
 
 _MY_ACTIONS = {
@@ -221,25 +226,16 @@ def my_membership_action(membership_id: int, action: str):
         abort(404)
     EmptyForm()
     do, done = _MY_ACTIONS[action]
-    try:
-        do(db(), current_user, membership_id)
-    except DomainError as err:
-        flash_error(err)
-        return redirect(url_for("auth.account"))
-    return _back_to_account(gettext(done))
+    return _on_account(lambda: do(db(), current_user, membership_id), done)
 
 
 @bp.post("/account/membership/leave")
 @login_required
 def leave_org():
     EmptyForm()
-    try:
-        membership.leave(db(), current_user)
-    except DomainError as err:
-        flash_error(err)
-        return redirect(url_for("auth.account"))
-    return _back_to_account(gettext("You have left the organisation. Its applications, teams and statements are "
-                                    "no longer open to you."))
+    return _on_account(lambda: membership.leave(db(), current_user),
+                       N_("You have left the organisation. Its applications, teams and statements are no longer "
+                          "open to you."))
 
 
 # ---------------------------------------------------------------- organisation membership (the administrator's side)

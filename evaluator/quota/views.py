@@ -19,7 +19,7 @@ from evaluator.quota.forms import PriceForm, QuotaForm, ReservationForm, Voucher
 from evaluator.quota.locking import as_utc
 from evaluator.quota.models import LedgerLine
 from evaluator.quota.vouchers import CHINA, HOLDER_KINDS
-from hub.errors import N_, DomainError
+from hub.errors import DomainError
 from hub.forms import EmptyForm
 from hub.models import Organisation, OrgKind, Role, utcnow
 from hub.web import date_arg, db, flash_error, id_arg, json_error, role_required, translate_error

@@ -8,7 +8,7 @@ from sqlmodel import select
 from challenges import challenges, judging, phases, registration, teams
 from challenges.models import Registration, Submission, Team, TeamMember
 from hub.errors import DomainError
-from hub.models import OrgRelation, Role, utcnow
+from hub.models import OrgRelation, Role
 from hub.users import issue_api_token
 from tests.factories import (login, make_approved_team, make_open_challenge, make_org, make_scored_submission,
                              make_user)

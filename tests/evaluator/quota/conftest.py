@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import Session
 
 from challenges.models import Challenge, Phase, Submission, Team, TeamMember
+from evaluator.quota import ledger, vouchers
 from hub.models import Organisation, OrgKind, Role, User, utcnow
 from marketplace.models import Scenario
 from tests.factories import make_city, make_org, make_user
@@ -91,3 +92,22 @@ def world(session: Session) -> World:
 
 def at(days: float = 0, seconds: float = 0) -> datetime:
     return utcnow() + timedelta(days=days, seconds=seconds)
+
+
+def metered_world(session, w):  # type: ignore[no-untyped-def]
+    """A price, a 50 % voucher of the company, an hour metered for its team and half an hour for the other
+    company's team. Returns (voucher, mine, theirs)."""
+    ledger.set_price(session, accel_class="nvidia-a100", fen_per_device_hour=3600, actor_id=None,
+                     valid_from=utcnow() - timedelta(days=30))
+    start = utcnow() - timedelta(days=30)
+    v = vouchers.issue(session, company_id=w.company.id, bureau_id=w.bureau.id, supplier_id=w.center.id,
+                       scheme="西咸新区算力券", percent=50, cap_fen=300_000_000, valid_from=start,
+                       valid_until=start + timedelta(days=365), actor_id=None)
+    t = utcnow() - timedelta(hours=3)
+    mine = ledger.meter_run(session, submission_id=make_submission(session, w.team, w.phase).id, lease_id=None,
+                            device_class="nvidia-a100", device_ids=["GPU-mine-0001"], started_at=t,
+                            finished_at=t + timedelta(seconds=3600))
+    theirs = ledger.meter_run(session, submission_id=make_submission(session, w.other_team, w.phase).id,
+                              lease_id=None, device_class="nvidia-a100", device_ids=["GPU-theirs-0002"],
+                              started_at=t, finished_at=t + timedelta(seconds=1800))
+    return v, mine, theirs

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
 
-from evaluator.quota import ledger, vouchers
+from evaluator.quota import ledger
 from evaluator.quota.statements import CHINA
-from hub.models import utcnow
-from tests.evaluator.quota.conftest import make_submission
+from tests.evaluator.quota.conftest import metered_world
 from tests.factories import login
 
 
@@ -19,21 +17,9 @@ def _hostile_world(session, w):  # type: ignore[no-untyped-def]
     w.other_company.name, w.other_team.name = "@SUM(1+1)", "+cmd|' /C calc'!A0"
     session.add_all([w.company, w.team, w.other_company, w.other_team])
     session.commit()
-    ledger.set_price(session, accel_class="nvidia-a100", fen_per_device_hour=3600, actor_id=None,
-                     valid_from=utcnow() - timedelta(days=30))
-    start = utcnow() - timedelta(days=30)
-    vouchers.issue(session, company_id=w.company.id, bureau_id=w.bureau.id, supplier_id=w.center.id,
-                   scheme="西咸新区算力券", percent=50, cap_fen=300_000_000, valid_from=start,
-                   valid_until=start + timedelta(days=365), actor_id=None)
-    t = utcnow() - timedelta(hours=3)
-    line = ledger.meter_run(session, submission_id=make_submission(session, w.team, w.phase).id, lease_id=None,
-                            device_class="nvidia-a100", device_ids=["GPU-0001"], started_at=t,
-                            finished_at=t + timedelta(seconds=3600))
-    ledger.reverse_line(session, line.id, reason="误计量 (test)", actor_id=w.operator.id)
-    ledger.meter_run(session, submission_id=make_submission(session, w.other_team, w.phase).id, lease_id=None,
-                     device_class="nvidia-a100", device_ids=["GPU-0002"], started_at=t,
-                     finished_at=t + timedelta(seconds=1800))
-    return t
+    _, mine, _ = metered_world(session, w)
+    ledger.reverse_line(session, mine.id, reason="误计量 (test)", actor_id=w.operator.id)
+    return mine.started_at
 
 
 def _rows(resp) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]

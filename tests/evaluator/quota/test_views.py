@@ -3,35 +3,18 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from evaluator.quota import ledger, team_quota, vouchers
+from evaluator.quota import team_quota, vouchers
 from evaluator.quota.inventory import node_inventory, register_node
 from evaluator.quota.leases import acquire
 from evaluator.quota.models import Reservation, Voucher
 from hub.models import Role, utcnow
 from hub.users import issue_api_token
-from tests.evaluator.quota.conftest import make_submission
+from tests.evaluator.quota.conftest import make_submission, metered_world
 from tests.factories import login, make_user
 
 
-def _metered_world(session, w):
-    ledger.set_price(session, accel_class="nvidia-a100", fen_per_device_hour=3600, actor_id=None,
-                     valid_from=utcnow() - timedelta(days=30))
-    start = utcnow() - timedelta(days=30)
-    v = vouchers.issue(session, company_id=w.company.id, bureau_id=w.bureau.id, supplier_id=w.center.id,
-                       scheme="西咸新区算力券", percent=50, cap_fen=300_000_000, valid_from=start,
-                       valid_until=start + timedelta(days=365), actor_id=None)
-    t = utcnow() - timedelta(hours=3)
-    mine = ledger.meter_run(session, submission_id=make_submission(session, w.team, w.phase).id, lease_id=None,
-                            device_class="nvidia-a100", device_ids=["GPU-mine-0001"], started_at=t,
-                            finished_at=t + timedelta(seconds=3600))
-    theirs = ledger.meter_run(session, submission_id=make_submission(session, w.other_team, w.phase).id,
-                              lease_id=None, device_class="nvidia-a100", device_ids=["GPU-theirs-0002"],
-                              started_at=t, finished_at=t + timedelta(seconds=1800))
-    return v, mine, theirs
-
-
 def test_team_sees_its_usage_and_remaining_quota_in_chinese(client, session, world):
-    _metered_world(session, world)
+    metered_world(session, world)
     team_quota.set_quota(session, team_id=world.team.id, allowed_seconds=10_000, actor_id=None)
     login(client, world.member)
     page = client.get("/compute/usage").get_data(as_text=True)
@@ -43,7 +26,7 @@ def test_team_sees_its_usage_and_remaining_quota_in_chinese(client, session, wor
 
 
 def test_company_statement_is_a_printable_certificate_with_plot_and_csv(client, session, world):
-    v, mine, theirs = _metered_world(session, world)
+    v, mine, theirs = metered_world(session, world)
     login(client, world.member)
     page = client.get("/compute/vouchers").get_data(as_text=True)
     assert v.code in page
@@ -64,7 +47,7 @@ def test_company_statement_is_a_printable_certificate_with_plot_and_csv(client, 
 
 
 def test_a_company_never_sees_another_companys_statement(client, session, world):
-    _metered_world(session, world)
+    metered_world(session, world)
     login(client, world.member)
     assert client.get(f"/compute/statement?org={world.other_company.id}").status_code == 403
     assert client.get(f"/compute/statement.csv?org={world.other_company.id}").status_code == 403
@@ -94,7 +77,7 @@ def test_operator_sees_devices_holders_and_utilisation(client, session, world):
     sub = make_submission(session, world.team, world.phase)
     lease = acquire(session, submission_id=sub.id, attempt=1, challenge_id=sub.challenge_id,
                     accel_class="nvidia-a100", count=1, node="gpu-node-1", ttl_s=60)
-    _metered_world(session, world)
+    metered_world(session, world)
     login(client, world.operator)
     page = client.get("/ops/devices").get_data(as_text=True)
     assert "gpu-node-1" in page and "FAKE-nvidia-a100-gpu-node-1-1" in page
@@ -148,7 +131,7 @@ def test_operator_issues_vouchers_and_rules_show_as_form_errors(client, session,
 
 
 def test_operator_exports_a_month(client, session, world):
-    _, mine, theirs = _metered_world(session, world)
+    _, mine, theirs = metered_world(session, world)
     login(client, world.operator)
     month = mine.started_at.astimezone(vouchers.CHINA).strftime("%Y-%m")
     resp = client.get(f"/ops/statement.csv?month={month}")
