@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker  # noqa: E402
 
-from evaluator import images, intake, jobs, sandbox, scoring, seams  # noqa: E402
+from challenges.scoring import files as scoring  # noqa: E402
+from evaluator import images, intake, jobs, sandbox  # noqa: E402
 from tests.evaluator import hostile  # noqa: E402
 
 MIB = 1 << 20
@@ -204,8 +205,8 @@ def run_attacks(client: Any, work: Path, only: set[str]) -> list[list[str]]:
             image = images.build_busybox_image(client, "#!/bin/sh\n" + attack.script(ctx), workdir=work / "img",
                                                **attack.image_opts)
             built.append(image)
-            # The very spec seams.run_sandbox builds for a challenge with these limits.
-            spec = seams.sandbox_spec(image_id=image, name=f"hub-bench-hostile-{os.getpid()}-{attack.name}",
+            # The very spec evaluator.jobs builds for a challenge with these limits.
+            spec = sandbox.spec_for(image_id=image, name=f"hub-bench-hostile-{os.getpid()}-{attack.name}",
                                       output_dir=work / f"out-{attack.name}", input_dir=data / "inputs",
                                       time_limit_s=attack.time_limit_s, memory_mb=attack.memory_mb, cpus=1.0,
                                       device_ids=[], log_max_bytes=jobs.LOG_CAP_BYTES)
@@ -250,10 +251,10 @@ def storm_beside(client: Any, work: Path, data: Path, truth: Path, built: list[s
     built += [storm_image, neighbour_image]
     base = f"hub-bench-hostile-{os.getpid()}"
     storm = dataclasses.replace(
-        seams.sandbox_spec(image_id=storm_image, name=f"{base}-storm", output_dir=work / "out-storm",
+        sandbox.spec_for(image_id=storm_image, name=f"{base}-storm", output_dir=work / "out-storm",
                            input_dir=data / "inputs", time_limit_s=120, memory_mb=512, cpus=1.0, device_ids=[],
                            log_max_bytes=jobs.LOG_CAP_BYTES), pids_limit=1024)
-    neighbour = seams.sandbox_spec(image_id=neighbour_image, name=f"{base}-neighbour", output_dir=work / "out-nb",
+    neighbour = sandbox.spec_for(image_id=neighbour_image, name=f"{base}-neighbour", output_dir=work / "out-nb",
                                    input_dir=data / "inputs", time_limit_s=60, memory_mb=256, cpus=1.0,
                                    device_ids=[], log_max_bytes=jobs.LOG_CAP_BYTES)
     volumes_before = hostile.engine_volumes(client)

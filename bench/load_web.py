@@ -1,12 +1,13 @@
 """Load on the web app under gunicorn, driven by `wrk` from another process, beside a trivial route as the ceiling.
 
     .venv/bin/python bench/load_web.py [--db sqlite|postgresql|both] [--pg-url postgresql://hub:hub@127.0.0.1:5432/hub_bench]
-                                       [--duration 10] [--threads 2] [--connections 16] [--workers N]
+                                       [--duration 10] [--threads 2] [--connections 16] [--workers N] [--nodes 2]
 
 Each database gets a fresh schema (alembic, as production), the demo data, and one extra open challenge whose
 public board holds 10,000 submissions from 500 teams. gunicorn serves it on 127.0.0.1; `wrk` (Debian's
 package) drives one route at a time for --duration seconds. PostgreSQL runs in a temporary database created
-beside the one --pg-url names (dropped at the end). Target: every route ≥ 50 % of /healthz's requests/s.
+beside the one --pg-url names (dropped at the end). Meanwhile --nodes worker nodes (default 2) write their
+heartbeat every second, as the evaluator's do. Target: every route ≥ 50 % of /healthz's requests/s.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -166,6 +168,36 @@ def postgres_scratch(base_url: str) -> Iterator[str]:
         dispose_engines()
 
 
+@contextmanager
+def beating_nodes(url: str, count: int = 2, every_s: float = 1.0) -> Iterator[None]:
+    """`count` worker nodes writing their heartbeat every `every_s` seconds while the load runs, as the
+    evaluator's do: the pages must stay cached through them (hub.cache's per-scope versions)."""
+    from evaluator.models import WorkerNode
+    from hub.models import utcnow
+
+    engine = get_engine(url)
+    names = [f"load-bench-node-{i}" for i in range(count)]
+    with Session(engine) as s:
+        s.add_all([WorkerNode(name=name, queues=["cpu"]) for name in names])
+        s.commit()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            for name in names:  # one short transaction per node, as each node commits its own
+                with engine.begin() as conn:
+                    conn.execute(text("UPDATE workernode SET heartbeat_at = :now WHERE name = :name"),
+                                 {"now": utcnow(), "name": name})
+
+    thread = threading.Thread(target=beat, name="node-beats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 # ---------------------------------------------------------------- server and load
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -300,7 +332,7 @@ def measure(url: str, label: str, args: argparse.Namespace) -> list[tuple[str, F
         ]
         results: list[tuple[str, Figures, float | None]] = []
         costs = service_times(url, tmp, [ceiling, *routes], token)
-        with gunicorn(url, tmp, args.workers, args.worker_class, args.threads) as base:
+        with beating_nodes(url, args.nodes), gunicorn(url, tmp, args.workers, args.worker_class, args.threads) as base:
             check(base, [ceiling, *routes], token, submission_id)
             for route in [ceiling, *routes]:
                 run_wrk(base, route, token, args, script, args.warmup)   # warm every worker's caches first
@@ -343,6 +375,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per route first")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (also gunicorn threads per worker)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--nodes", type=int, default=2, help="worker nodes heartbeating (a DB write each) every second")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"],
                         help="gthread keeps connections alive; sync closes each one")

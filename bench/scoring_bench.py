@@ -1,4 +1,4 @@
-"""Time evaluator.scoring.score_file on 100,000 rows per metric kind (target: well under 1 s each).
+"""Time challenges.scoring.files.score_file on 100,000 rows per metric kind (target: well under 1 s each).
 
 Run: .venv/bin/python bench/scoring_bench.py [rows]
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluator.scoring import score_file  # noqa: E402
+from challenges.scoring.files import score_file  # noqa: E402
 
 
 def _write(path: Path, header: str, rows: list[str]) -> Path:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify, url_for
 from flask_babel import gettext
 from flask_login import current_user
 
 from challenges import challenges, datasets, leaderboard, outcomes, phases, submissions
 from challenges.models import Challenge, Phase, Team
-from hub.cache import VersionedCache, next_change
+from evaluator import api as evaluator_api
+from hub.cache import ChallengeOf, VersionedCache, next_change
 from hub.models import utcnow
 from hub.web import cached_response, db, id_arg, json_error, login_required, request_version
 
@@ -74,7 +75,7 @@ BOARD_JSON = VersionedCache("board-json", max_entries=256, max_bytes=32 * 1024 *
 
 @api.get("/challenges/<slug>/leaderboard")
 def get_leaderboard(slug: str):
-    return cached_response(lambda: _leaderboard(slug))
+    return cached_response(lambda: _leaderboard(slug), depends=leaderboard.depends_by_slug(slug))
 
 
 def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
@@ -87,7 +88,7 @@ def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
     phase = phases.get(session, phase_id, c) if phase_id else challenges.current_phase(session, c, now)
     if phase is None:
         return json_error(404, "not_found", gettext("No such phase.")), None
-    version = request_version()
+    version = request_version(leaderboard.depends_by_slug(slug))  # the route's: read once
     board = leaderboard.cached_build(session, c, phase, viewer=_viewer(), now=now, version=version)
     key = (c.slug, board.view_key)
     body = BOARD_JSON.get(key, version)
@@ -110,18 +111,53 @@ def _leaderboard(slug: str) -> tuple[Any, datetime | None]:
 @login_required
 def get_submission(submission_id: int):
     # The body depends on who asks (team, organiser, judge) and on the clock only through the reveal.
-    return cached_response(lambda: _submission(submission_id), vary=("user", current_user.id))
+    # It reads the submission's challenge and rows under it (hub.cache.ChallengeOf finds which).
+    return cached_response(lambda: _submission(submission_id), vary=("user", current_user.id),
+                           depends=(ChallengeOf("submission", submission_id),))
 
 
 def _submission(submission_id: int) -> tuple[Any, datetime | None]:
     now = utcnow()
+    data, phase = submission_document(submission_id, now=now)
+    # Until it is done, its place in the queue moves with every other run: such a body is never kept.
+    return jsonify(data), (next_change(now, phase.revealed_at) if data["done"] else now)
+
+
+def wait_text(seconds: float | None) -> str:
+    """The estimated wait as the team reads it."""
+    if seconds is None:
+        return gettext("unknown (no worker is online for this queue)")
+    if seconds < 90:
+        return gettext("about %(n)s seconds", n=max(1, int(round(seconds))))
+    return gettext("about %(n)s minutes", n=int(round(seconds / 60)))
+
+
+def submission_document(submission_id: int, *, with_log: bool = False,
+                        now: datetime | None = None) -> tuple[dict[str, Any], Phase]:
+    """The one JSON document of a submission, as the current user may see it (answered by `POST …/submissions`,
+    `GET /submissions/<id>` and, with the log so far, `GET /submissions/<id>/log`), and its phase."""
+    now = now or utcnow()
     session = db()
     sub, phase, challenge = submissions.get_for_viewer(session, submission_id, current_user)
     shown = submissions.scores_shown(session, current_user, sub, phase, challenge, now)
     text = gettext(outcomes.describe_submission(sub.status, sub.outcome))
     show_log = submissions.can_read_log(session, current_user, sub, phase, challenge)
     data = submissions.as_dict(sub, phase, challenge, session.get(Team, sub.team_id), shown, text, show_log=show_log)
+    done = submissions.is_done(sub)
+    redis_url = current_app.config.get("REDIS_URL")
+    status = None if done else evaluator_api.run_status(session, sub.id, redis_url)  # type: ignore[arg-type]
+    data.update({
+        "done": done, "position": status.position if status else None, "workers": status.workers if status else 0,
+        "est_wait_s": status.est_wait_s if status else None,
+        "wait_text": wait_text(status.est_wait_s) if status and status.position else None,
+        "url": url_for("challenges.submission", submission_id=sub.id, _external=True),
+        "log_url": url_for("evaluator_api.submission_log", submission_id=sub.id, _external=True),
+    })
     if not show_log:
         data["log_withheld_text"] = gettext(submissions.LOG_WITHHELD)
-    body = jsonify(data)
-    return body, next_change(now, phase.revealed_at)
+    if with_log:
+        # A withheld log is never read, from the row or from the live tail in Redis.
+        live = evaluator_api.live_log(redis_url, sub.id, sub.attempt) \
+            if show_log and sub.status == "running" else ""  # type: ignore[arg-type]
+        data["log"] = live or (sub.log_excerpt if show_log else "")
+    return data, phase

@@ -9,7 +9,7 @@ from sqlmodel import Session, func, select
 
 from challenges.access import require_organiser
 from challenges.models import Challenge, ChallengeStatus, Dataset, Phase, Submission, SubmissionStatus
-from evaluator.metrics import REGISTRY
+from challenges.scoring.metrics import REGISTRY
 from hub import audit
 from hub.errors import DomainError, N_, NotFound
 from hub.models import User, utcnow

@@ -11,9 +11,11 @@ from challenges import access, leaderboard
 from challenges.challenges import final_phase, phases_of
 from challenges.models import (Challenge, ChallengeStatus, ConflictDeclaration, JudgeAssignment, Objection,
                                RubricScore, Submission, Team, TeamStatus)
+from challenges.signals import winner_announced
 from hub import audit
 from hub.errors import Conflict, DomainError, Forbidden, N_, NotFound
 from hub.models import Role, User, utcnow
+from marketplace.scenarios import award_by_challenge
 
 SCORING_STATUSES = (ChallengeStatus.FROZEN, ChallengeStatus.FINAL_REVIEW)
 
@@ -341,34 +343,11 @@ def announce(session: Session, actor: User, challenge: Challenge, now: datetime 
     audit.record(session, actor.id, "challenge.announce", "challenge", challenge.id, challenge.city_id,
                  winner_team_id=winner.team_id, winner=winner.team_name, final=winner.final)
     _award_scenario(session, actor, challenge, winner.team_name)
+    winner_announced.send(session, challenge_id=challenge.id, team_id=winner.team_id, announced_at=now)
     session.commit()
     return challenge
 
 
 def _award_scenario(session: Session, actor: User, challenge: Challenge, winner: str) -> None:
-    """Move the scenario to awarded through the marketplace's own rules; where those refuse (its award
-    normally follows an accepted application, which a challenge does not create), set it directly and
-    leave an event saying why."""
-    from marketplace.models import Scenario, ScenarioEvent, ScenarioStatus
-
-    scenario = session.get(Scenario, challenge.scenario_id)
-    if scenario is None or scenario.status == ScenarioStatus.AWARDED:
-        return
-    note = f"挂帅: {winner} ({challenge.slug})"
-    try:
-        from marketplace.scenarios import change_status
-    except ImportError:  # pragma: no cover - the marketplace package without its service
-        change_status = None  # type: ignore[assignment]
-    if change_status is not None:
-        # Services refuse before they change anything, so a refusal leaves this session's work intact.
-        try:
-            change_status(session, actor, scenario.id, ScenarioStatus.AWARDED, note=note)
-            return
-        except DomainError:
-            pass
-    previous = scenario.status
-    scenario.status, scenario.updated_at = ScenarioStatus.AWARDED, utcnow()
-    session.add(scenario)
-    session.add(ScenarioEvent(scenario_id=scenario.id, actor_id=actor.id, from_status=previous,
-                              to_status=ScenarioStatus.AWARDED,
-                              note=note + " — set by the challenge's sign-off"))
+    """The scenario behind the challenge is awarded too, by the marketplace's own rule for a challenge's award."""
+    award_by_challenge(session, actor, challenge.scenario_id, f"挂帅: {winner} ({challenge.slug})")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import (DateTime, Integer, and_, case, cast, false, func, literal_column, null, or_, select,
@@ -15,13 +15,13 @@ from sqlmodel import Session
 from challenges import access
 from challenges.models import (Baseline, Challenge, Phase, Submission, SubmissionKind, SubmissionStatus, Team,
                                TeamMember, TeamStatus)
-from evaluator.metrics import REGISTRY, Metric
+from challenges.scoring.metrics import REGISTRY, Metric
 from hub import csvsafe
-from hub.cache import VersionedCache, data_version, next_change
+from hub.cache import ChallengeOf, VersionedCache, challenge_scope, next_change, versions
 from hub.errors import N_, NotFound
 from hub.models import User, utcnow
 
-# Ranked rows per (phase, what the viewer may see, the viewer), for one data version.
+# Ranked rows per (phase, what the viewer may see, the viewer), for one version of the challenge's scope.
 BOARDS = VersionedCache("boards", max_entries=256, max_bytes=32 * 1024 * 1024)
 
 
@@ -127,8 +127,6 @@ def _board_query(challenge: Challenge, phase: Phase, viewer_id: int | None, froz
 
 def _as_aware(value: object) -> datetime | None:
     """SQLite hands a union's timestamp back as text; both backends end up as aware UTC here."""
-    from datetime import timezone
-
     if value is None:
         return None
     if isinstance(value, str):
@@ -182,11 +180,24 @@ def clock_changes(phases: list[Phase], now: datetime) -> datetime | None:
     return next_change(now, *[t for p in phases for t in (p.starts_at, p.ends_at, p.freeze_at, p.revealed_at)])
 
 
+def depends(challenge_id: int) -> tuple[str, ...]:
+    """The cache scopes a board (and its page and JSON) reads: the challenge and the rows under it."""
+    return (challenge_scope(challenge_id),)
+
+
+def depends_by_slug(slug: str) -> tuple[ChallengeOf, ...]:
+    """depends() of the challenge at this address, for a request that has not read the challenge yet (the
+    version query finds it: hub.cache.ChallengeOf)."""
+    return (ChallengeOf("challenge", slug),)
+
+
 def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer: User | None,
                  now: datetime | None = None, version: Hashable | None = None) -> Board:
-    """build(), with the ranked rows kept per visibility class and viewer while the data stays the same.
+    """build(), with the ranked rows kept per visibility class and viewer while the challenge's data stays
+    the same.
 
-    `version` is the session's data version when the caller has read it already (a web request reads it once).
+    `version` is hub.cache.versions of scopes covering depends(challenge.id), when the caller has read it
+    already (a web request reads it once).
     """
     now = now or utcnow()
     key = board_key(session, challenge, phase, viewer, now)
@@ -197,7 +208,7 @@ def cached_build(session: Session, challenge: Challenge, phase: Phase, *, viewer
     if hidden:
         return board
     if version is None:
-        version = data_version(session)
+        version = versions(session, depends(challenge.id))
     rows = BOARDS.get(key, version)
     if rows is None:
         rows = _withhold(_rows(session, challenge, phase, viewer_id, frozen),
@@ -219,6 +230,12 @@ def team_scores(session: Session, challenge: Challenge, phase: Phase) -> dict[in
     """Each team's ranked score on the live board (for cuts and the final ranking)."""
     return {r.team_id: r.primary_score for r in _rows(session, challenge, phase, None, False)
             if r.team_id is not None}
+
+
+def team_entries(session: Session, challenge: Challenge, phase: Phase) -> dict[int, int]:
+    """Each ranked team's submission behind its score on the live board: {team id: submission id}."""
+    return {r.team_id: r.submission_id for r in _rows(session, challenge, phase, None, False)
+            if r.team_id is not None and r.submission_id is not None}
 
 
 def to_csv(board: Board) -> str:

@@ -83,7 +83,7 @@ class Challenge(SQLModel, table=True):
     id_column: str = Field(default="id", max_length=64)
     prediction_column: str = Field(default="prediction", max_length=64)
     output_file: str = Field(default="predictions.csv", max_length=128)
-    metric: str = Field(max_length=40)                          # key in evaluator.metrics registry
+    metric: str = Field(max_length=40)                          # key in challenges.scoring.metrics.REGISTRY
     extra_metrics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     time_limit_s: int = Field(default=600)
     memory_mb: int = Field(default=2048)
@@ -129,6 +129,7 @@ class Phase(SQLModel, table=True):
     revealed_at: Optional[datetime] = Field(default=None)
     cut_bar: Optional[float] = Field(default=None)              # 赛马制: teams below are cut after it
     cut_applied_at: Optional[datetime] = Field(default=None)
+    ended_signalled_at: Optional[datetime] = Field(default=None)  # when challenges.signals.phase_ended went out
 
 
 class Dataset(SQLModel, table=True):
@@ -206,6 +207,8 @@ class Submission(SQLModel, table=True):
         # Covers the leaderboard's ranking query (challenges.leaderboard), so it never reads the wide rows.
         Index("ix_submission_rank", "phase_id", "status", "team_id", "primary_score", "created_at", "disqualified",
               "kind"),
+        # The dispatcher's and the reaper's reads (evaluator.dispatch): counts per challenge, heads by id, in flight.
+        Index("ix_submission_queue", "status", "job_id", "challenge_id", "id"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     challenge_id: int = Field(foreign_key="challenge.id", index=True)
@@ -216,6 +219,7 @@ class Submission(SQLModel, table=True):
     kind: str = Field(default=SubmissionKind.SUBMISSION, max_length=20)  # a SubmissionKind
     image_source: str = Field(default="upload", max_length=20)   # upload | registry
     image_ref: str = Field(default="", max_length=300)           # what the team named
+    image_pull: str = Field(default="", max_length=300)   # where nodes pull it: registry/repo@sha256:… ("": kept archive)
     image_id: str = Field(default="", max_length=100)            # pinned sha256 image ID / digest
     image_bytes: int = Field(default=0)   # size of the archive kept for an upload (the team's storage cap)
     status: str = Field(default=SubmissionStatus.QUEUED, index=True, max_length=20)

@@ -7,11 +7,14 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from challenges import leaderboard
 from challenges.access import require_organiser
 from challenges.challenges import phases_of, refuse_if_locked
 from challenges.models import Challenge, Phase, Team, TeamStatus
+from challenges.scoring.metrics import REGISTRY
+from challenges.signals import phase_ended
 from hub import audit
-from hub.errors import DomainError, N_, NotFound
+from hub.errors import N_, DomainError, NotFound
 from hub.models import User, utcnow
 
 SPLIT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -141,8 +144,6 @@ def _passes(score: float | None, bar: float, direction: str) -> bool:
 def apply_cut(session: Session, actor_id: int | None, challenge: Challenge, phase: Phase,
               now: datetime | None = None, commit: bool = True) -> list[Team]:
     """赛马制: teams whose best score misses the bar (or who never scored) are cut from later phases."""
-    from challenges import leaderboard
-    from evaluator.metrics import REGISTRY
 
     now = now or utcnow()
     if phase.cut_bar is None:
@@ -179,7 +180,6 @@ def cut_notice(session: Session, viewer: User | None, team: Team,
                now: datetime | None = None) -> tuple[str, dict[str, Any]] | None:
     """Why the team was cut, as (msgid, params): with its score and the bar only where this viewer may see
     the phase's board now (a hidden board keeps its figures until the reveal)."""
-    from challenges import leaderboard
 
     if team.status != TeamStatus.CUT or team.cut_at_phase_id is None:
         return None
@@ -205,3 +205,8 @@ def ensure_cuts(session: Session, challenge: Challenge, now: datetime | None = N
     for phase in phases_of(session, challenge.id):
         if phase.cut_bar is not None and phase.cut_applied_at is None and phase.ends_at <= now:
             apply_cut(session, None, challenge, phase, now)
+        if phase.ends_at <= now and phase.ended_signalled_at is None:
+            phase.ended_signalled_at = now
+            session.add(phase)
+            phase_ended.send(session, challenge_id=challenge.id, phase_id=phase.id, ended_at=phase.ends_at)
+            session.commit()

@@ -12,8 +12,11 @@ from sqlalchemy import and_, case, func, or_, text, true
 from sqlmodel import Session, select
 
 from challenges import access
+from challenges.access import active_team_id
+from challenges.datasets import SAMPLE_NAME, for_split
 from challenges.models import (Challenge, ChallengeStatus, Dataset, Outcome, Phase, Submission, SubmissionKind,
                                SubmissionStatus, Team, TeamStatus)
+from challenges.phases import ensure_cuts
 from hub.errors import DomainError, N_, NotFound
 from hub.models import User, utcnow
 
@@ -67,7 +70,6 @@ def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetim
     A check run passes the same doors (open challenge and phase, approved team) but not the submission
     limits: it has its own cap instead (check_run_allowed).
     """
-    from challenges.phases import ensure_cuts
 
     now = now or utcnow()
     team = session.get(Team, team_id)
@@ -114,7 +116,7 @@ def check_can_submit(session: Session, team_id: int, phase_id: int, now: datetim
 
 
 def create_submission(session: Session, *, team_id: int, phase_id: int, user_id: int, image_source: str,
-                      image_ref: str, image_id: str, status: str = SubmissionStatus.QUEUED,
+                      image_ref: str, image_id: str, image_pull: str = "", status: str = SubmissionStatus.QUEUED,
                       outcome: str | None = None, reason: str = "", kind: str = SubmissionKind.SUBMISSION,
                       check_runs_per_day: int = CHECK_RUNS_PER_DAY, image_bytes: int = 0,
                       max_team_image_bytes: int | None = None,
@@ -132,13 +134,12 @@ def create_submission(session: Session, *, team_id: int, phase_id: int, user_id:
     check_can_submit(session, team_id, phase_id, now, kind=kind, check_runs_per_day=check_runs_per_day)
     if image_source not in ("upload", "registry"):
         raise DomainError(N_("The image comes from an upload or from the registry."), field="image_source")
-    if len(image_ref) > 300 or len(image_id) > 100:
+    if len(image_ref) > 300 or len(image_id) > 100 or len(image_pull) > 300:
         raise DomainError(N_("The image reference is too long."), field="image_ref")
     if status not in {s.value for s in SubmissionStatus}:
         raise DomainError(N_("Unknown submission status."), field="status")
     if outcome is not None and outcome not in {o.value for o in Outcome}:
         raise DomainError(N_("Unknown outcome."), field="outcome")
-    from challenges.access import active_team_id
 
     phase = session.get(Phase, phase_id)
     assert phase is not None
@@ -152,7 +153,7 @@ def create_submission(session: Session, *, team_id: int, phase_id: int, user_id:
         ended = status in (SubmissionStatus.FAILED, SubmissionStatus.CANCELLED, SubmissionStatus.SCORED)
         sub = Submission(challenge_id=phase.challenge_id, phase_id=phase_id, team_id=team_id, submitted_by=user_id,
                          created_at=now, kind=kind, image_source=image_source, image_ref=image_ref,
-                         image_id=image_id, image_bytes=image_bytes, status=status, outcome=outcome, reason=reason,
+                         image_pull=image_pull, image_id=image_id, image_bytes=image_bytes, status=status, outcome=outcome, reason=reason,
                          queued_at=now, finished_at=now if ended else None,
                          counts_against_limit=outcome not in (Outcome.INFRA_ERROR, Outcome.CANCELLED))
         session.add(sub)
@@ -215,7 +216,6 @@ def check_image_storage(session: Session, team_id: int, cap: int, *, image_id: s
 # ---------------------------------------------------------------- check runs
 def sample_dataset(session: Session, phase: Phase) -> Dataset | None:
     """The dataset of the phase's split when it has a public sample that a check run can read, else None."""
-    from challenges.datasets import SAMPLE_NAME, for_split
 
     ds = for_split(session, phase.challenge_id, phase.split)
     if ds is None or not ds.sample_dir or not (Path(ds.sample_dir) / SAMPLE_NAME).is_file():
@@ -253,7 +253,7 @@ LOG_WITHHELD = N_("This run read the phase's hidden test data, so its log is sho
                   "with a full log, start a check run: it runs your image on the phase's public sample inputs.")
 
 
-# A quoted value in a reason (evaluator.scoring quotes ids and headers as Python reprs) and the text an organiser's
+# A quoted value in a reason (challenges.scoring.files quotes ids and headers as Python reprs) and the text an organiser's
 # scorer printed after its refusal: both can carry what the run read from its inputs.
 _QUOTED = re.compile(r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*\"""")
 _SCORER_SAID = re.compile(r"(The organiser's scorer refused the predictions): .*", re.S)
@@ -334,6 +334,14 @@ def get_for_viewer(session: Session, submission_id: int, viewer: User | None) ->
         # Not found rather than forbidden: another team's submissions do not exist as far as a team can tell.
         raise NotFound(N_("No such submission."))
     return sub, phase, challenge
+
+
+FINISHED = (SubmissionStatus.SCORED, SubmissionStatus.FAILED, SubmissionStatus.CANCELLED)
+
+
+def is_done(sub: Submission) -> bool:
+    """Whether the submission ended for good (scored, failed or cancelled)."""
+    return sub.status in FINISHED
 
 
 def as_dict(sub: Submission, phase: Phase, challenge: Challenge, team: Team | None, show_scores: bool,

@@ -1,4 +1,4 @@
-"""Flask CLI commands of the evaluator: `worker` (one per accelerator node) and `reaper`."""
+"""Flask CLI commands of the evaluator: `worker` (one per accelerator node), `reaper`, `registry prune`."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +6,10 @@ import time
 
 import click
 from flask import Flask, current_app
+
+from evaluator import seams
+from evaluator.registry import RegistryError, RegistryRef, prune_references
+from hub.db import session_scope
 
 
 def register_commands(app: Flask) -> None:
@@ -39,7 +43,6 @@ def register_commands(app: Flask) -> None:
     def reaper_cmd(once: bool, interval: float, use_docker: bool) -> None:
         """Re-queue lost work, release finished leases, remove orphaned containers, fail what cannot run."""
         from evaluator import jobs, queues, reaper
-        from hub.db import session_scope
 
         url = current_app.config.get("REDIS_URL")
         if not url:
@@ -65,3 +68,29 @@ def register_commands(app: Flask) -> None:
             if once:
                 return
             time.sleep(interval)
+
+    @app.cli.group("registry")
+    def registry_group() -> None:
+        """The center's image registry (REGISTRY_URL)."""
+
+    @registry_group.command("prune")
+    @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+    def prune_cmd(dry_run: bool) -> None:
+        """Delete the manifests of images the retention rule no longer keeps (challenges.retention).
+
+        Their blobs go at the registry's next garbage collection (`docker-registry garbage-collect`, without
+        --delete-untagged, while it is stopped or read-only; `python app.py` runs it at each start).
+        """
+        registry = RegistryRef.from_config(current_app.config)
+        if registry is None:
+            raise click.ClickException("REGISTRY_URL is not set")
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            refs = seams.prunable_image_refs(session)
+        try:
+            pruned = prune_references(registry, refs, dry_run=dry_run)
+        except RegistryError as err:
+            raise click.ClickException(str(err)) from err
+        for ref in pruned.deleted:
+            click.echo(("would delete " if dry_run else "deleted ") + ref)
+        click.echo(f"{'would delete' if dry_run else 'deleted'}={len(pruned.deleted)} "
+                   f"already_gone={len(pruned.missing)} elsewhere={len(pruned.foreign)}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.intake import load_image
+
 BUSYBOX = Path("/bin/busybox")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # A fixed timestamp keeps archives byte-identical, so the same script always gives the same image ID.
@@ -255,8 +257,6 @@ def write_image_archive(dest: Path, images: Sequence[ImageParts], *, layout: str
 def build_busybox_image(client: Any, script: str, *, workdir: Path, layout: str = "docker",
                         **opts: Any) -> str:
     """Build a busybox image running `script`, load it into the engine, return its image ID (sha256:…)."""
-    from evaluator.intake import load_image
-
     parts = busybox_parts(script, **opts)
     workdir.mkdir(parents=True, exist_ok=True)
     # A unique name: several processes may build the same script into one folder at once.

@@ -15,26 +15,38 @@ import os
 import shutil
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import docker
+import docker.errors
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlmodel import Session
+from rq import get_current_job
+from sqlmodel import Session, select
 
 from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionKind, SubmissionStatus
-from evaluator import dispatch, instance, queues, seams, state
+from challenges.scoring import ScoreContext, ScorerRun, ScoreRefused, ScoringUnavailable, scorer_for
+from evaluator import dispatch, instance, intake, nodes, queues, sandbox, seams, state
+from evaluator.intake import ImageRejected
 from evaluator.models import WorkerNode
+from evaluator.quota import ledger, leases, team_quota
+from evaluator.reaper import SweepReport, give_back
+from evaluator.sandbox import SandboxInfraError
+from hub.audit import record
+from hub.config import load_config
 from hub.db import session_scope
 from hub.errors import N_, NotFound
-from hub.models import utcnow
 
 log = logging.getLogger(__name__)
 
 LOG_CAP_BYTES = 256 * 1024        # what a container may print (the sandbox caps it too)
 LIVE_LOG_CAP_BYTES = 256 * 1024
-LEASE_TTL_S = 60.0
+# Only a backstop now: a lease is released by its run, or by the reaper once the run's node stops listing it.
+LEASE_TTL_S = 24 * 3600.0
 
 
 class InfraError(Exception):
@@ -66,7 +78,6 @@ def configure(runtime: Runtime) -> None:
 def runtime() -> Runtime:
     if _runtime is None:
         # A horse started without a configured worker (e.g. `rq worker`): read the same environment.
-        from hub.config import load_config
 
         cfg = load_config(os.environ.get("HUB_INSTANCE") or "instance")
         configure(Runtime(database_url=cfg["DATABASE_URL"], redis_url=cfg["REDIS_URL"] or "",
@@ -80,7 +91,6 @@ def docker_client() -> Any:
     pid = os.getpid()
     client = _docker.get(pid)
     if client is None:
-        import docker
 
         client = docker.from_env(timeout=120)
         _docker.clear()
@@ -128,13 +138,12 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
                            f"No worker node has {challenge.accelerators} devices of class {accel_class} "
                            f"(the largest has {most}).", attempt=attempt)
                 return Outcome.INFRA_ERROR
-            lease = seams.acquire_lease(session, submission_id=submission_id, attempt=attempt,
+            lease = leases.acquire(session, submission_id=submission_id, attempt=attempt,
                                         challenge_id=challenge.id, accel_class=accel_class,  # type: ignore[arg-type]
                                         count=challenge.accelerators, node=rt.node, ttl_s=LEASE_TTL_S)
             if lease is None:
-                from evaluator.reaper import SweepReport, give_back
-
-                if seams.attempt_lease_ended(session, submission_id, attempt):
+        
+                if leases.attempt_ended(session, submission_id, attempt):
                     # RQ retried this attempt after an infrastructure error, but its lease ended meanwhile
                     # (it expired, or a sweep released it): it never comes back to this attempt, and its
                     # devices may be another run's by now. Retrying the same attempt cannot help.
@@ -162,11 +171,10 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
         return _infra_failure(session, submission_id, attempt, f"{err.__class__.__name__}: {err}")
     finally:
         if lease is not None and not (keep_lease and _will_retry()):
-            seams.release_lease(session, lease.id)
+            leases.release(session, lease.id)
 
 
 def _will_retry() -> bool:
-    from rq import get_current_job
 
     job = get_current_job()
     return bool(job is not None and job.retries_left)
@@ -183,12 +191,10 @@ def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:
         # This very job is running again: RQ retried it after its work horse died mid-run. Its old
         # container may still run; stop it and give the work a fresh attempt.
         try:
-            from evaluator import sandbox
 
             sandbox.kill_and_remove(docker_client(), container_name(session, submission_id, attempt))
         except Exception:  # noqa: BLE001 - the reaper removes it otherwise
             log.exception("could not remove the container of submission %s attempt %s", submission_id, attempt)
-        from evaluator.reaper import SweepReport, give_back
 
         give_back(session, sub, "its work horse died", SweepReport())
         return "recovered"
@@ -196,7 +202,6 @@ def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:
 
 
 def _infra_failure(session: Session, submission_id: int, attempt: int, detail: str) -> str:
-    from rq import get_current_job
 
     job = get_current_job()
     if job is not None and job.retries_left:
@@ -226,24 +231,14 @@ def container_labels(session: Session, node: str, submission_id: int, attempt: i
 
 
 def _set_current(session: Session, node: str, submission_id: int | None) -> None:
-    try:
-        row = session.exec(WorkerNode.__table__.select().where(WorkerNode.name == node)).first()  # type: ignore[attr-defined]
-        if row is not None:
-            session.exec(WorkerNode.__table__.update().where(WorkerNode.name == node)  # type: ignore[attr-defined]
-                         .values(current_submission_id=submission_id))
-            session.commit()
-    except Exception:  # noqa: BLE001 - informational only (the operators' page)
-        session.rollback()
+    """Nothing to write: the node's parent process lists the run in its beat (evaluator.nodes), and /ops reads that."""
 
 
 # ---------------------------------------------------------------- one attempt
 def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, challenge: Challenge, phase: Phase,
                 accel_class: str, lease: Any | None) -> state.Result:
     """Run the image in the sandbox and score it; returns the final result (raises InfraError only)."""
-    import docker.errors
 
-    from evaluator.intake import ImageRejected
-    from evaluator.sandbox import SandboxInfraError
 
     attempt = sub.attempt
     name = container_name(session, sub.id, attempt)  # type: ignore[arg-type]
@@ -268,11 +263,11 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             raise InfraError(f"Docker is not answering: {err}") from err
         try:
             ensure_image(client, rt, sub)
-            seams.inspect_image(client, sub.image_id, max_image_bytes=rt.max_image_bytes)
+            intake.inspect_for_run(client, sub.image_id, max_image_bytes=rt.max_image_bytes)
         except ImageRejected as err:
             return _rejected(challenge, err)
         device_ids = list(lease.device_ids) if lease is not None else []
-        time_limit = seams.run_time_cap(session, sub.team_id, challenge.id, len(device_ids),  # type: ignore[arg-type]
+        time_limit = team_quota.run_time_cap(session, sub.team_id, challenge.id, len(device_ids),  # type: ignore[arg-type]
                                         challenge.time_limit_s)
         if time_limit < 1:
             return state.Result(SubmissionStatus.FAILED, Outcome.QUOTA_EXCEEDED,
@@ -281,10 +276,10 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
         tail = LiveLog(conn, client, sub.id, attempt, name, lease, session)  # type: ignore[arg-type]
         tail.start()
         try:
-            run = seams.run_sandbox(client, name=name, image_id=sub.image_id, input_dir=input_dir,
-                                    output_dir=output_dir, time_limit_s=time_limit, memory_mb=challenge.memory_mb,
-                                    cpus=challenge.cpus, device_ids=device_ids, log_max_bytes=LOG_CAP_BYTES,
-                                    labels=labels)
+            run = sandbox.run(client, sandbox.spec_for(
+                name=name, image_id=sub.image_id, input_dir=input_dir, output_dir=output_dir, time_limit_s=time_limit,
+                memory_mb=challenge.memory_mb, cpus=challenge.cpus, device_ids=device_ids,
+                log_max_bytes=LOG_CAP_BYTES, labels=labels))
         except SandboxInfraError as err:
             raise InfraError(str(err)) from err
         finally:
@@ -293,7 +288,7 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             # The engine's two timestamps can disagree by microseconds on a run that did almost nothing.
             run.finished_at = run.started_at
         if run.started_at and run.finished_at:
-            seams.meter_run(session, submission_id=sub.id, lease_id=lease.id if lease is not None else None,  # type: ignore[arg-type]
+            ledger.meter_run(session, submission_id=sub.id, lease_id=lease.id if lease is not None else None,  # type: ignore[arg-type]
                             device_class=accel_class, device_ids=device_ids, started_at=run.started_at,
                             finished_at=run.finished_at)
         base = _base_result(run)
@@ -302,7 +297,7 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
             outcome, reason = verdict
             return state.Result(SubmissionStatus.FAILED, outcome, reason, exit_code=run.exit_code, **base)
         try:
-            scores = score(client, rt, sub, challenge, truth_path, output_dir, workdir, name, labels)
+            scores = score(client, sub, challenge, phase, truth_path, output_dir, workdir, name, labels)
         except ScoreRefused as err:
             return state.Result(SubmissionStatus.FAILED, err.outcome, err.detail, exit_code=run.exit_code, **base)
         # A check run's sample scores are shown on its page only: without a primary score no board, ranking or
@@ -319,7 +314,6 @@ def run_attempt(session: Session, conn: Redis, rt: Runtime, sub: Submission, cha
 def sample_inputs(archive: Path | None, workdir: Path) -> tuple[Path, Path] | None:
     """A check run's (input folder, truth file), unpacked from the public sample's zip into the run's work folder:
     the input folder holds only inputs.csv; the sample's truth stays outside it, as a test truth does."""
-    import zipfile
 
     if archive is None or not archive.is_file():
         return None
@@ -364,79 +358,34 @@ def classify(run: Any, time_limit_s: float, memory_mb: int) -> tuple[str, str] |
     return None
 
 
-class ScoreRefused(Exception):
-    def __init__(self, outcome: str, detail: str) -> None:
-        super().__init__(detail)
-        self.outcome, self.detail = outcome, detail
-
-
-def score(client: Any, rt: Runtime, sub: Submission, challenge: Challenge, truth_path: str, output_dir: Path,
+def score(client: Any, sub: Submission, challenge: Challenge, phase: Phase, truth_path: str, output_dir: Path,
           workdir: Path, name: str, labels: dict[str, str]) -> dict[str, float]:
-    """Scores from the challenge's metric in this process, or from the organiser's scoring image."""
-    from evaluator.scoring import OutputError, TruthError
+    """Scores of the run's output by the challenge's scorer (challenges.scoring); its containers run here."""
 
-    pred = output_dir / challenge.output_file
-    metrics = [challenge.metric] + [m for m in challenge.extra_metrics if m != challenge.metric]
-    if challenge.scoring_image:
-        return score_with_image(client, challenge, pred, Path(truth_path), workdir, metrics, name + "-score", labels)
+    def run_container(req: ScorerRun) -> Any:
+        try:
+            return sandbox.run(client, sandbox.spec_for(
+                name=name + "-score", image_id=req.image_id, input_dir=req.input_dir, output_dir=req.output_dir,
+                time_limit_s=req.time_limit_s, memory_mb=req.memory_mb, cpus=req.cpus, device_ids=[],
+                log_max_bytes=LOG_CAP_BYTES, labels=labels))
+        except SandboxInfraError as err:
+            raise ScoringUnavailable(str(err)) from err
+
+    ctx = ScoreContext(challenge=challenge, split=phase.split, output_dir=output_dir, truth_path=Path(truth_path),
+                       workdir=workdir, run_container=run_container)
     try:
-        return seams.score_file(pred, Path(truth_path), challenge.id_column, challenge.prediction_column, metrics)
-    except OutputError as err:
-        raise ScoreRefused(err.outcome, err.detail) from err
-    except TruthError as err:
-        raise InfraError(f"the organiser's truth file cannot be used: {err.detail}") from err
-
-
-def score_with_image(client: Any, challenge: Challenge, pred: Path, truth: Path, workdir: Path,
-                     metrics: list[str], name: str, labels: dict[str, str]) -> dict[str, float]:
-    """Run the organiser's scorer under the same sandbox with the predictions and the truth, no team code.
-
-    The scorer sees /input/predictions/<output file> and /input/truth/<truth file>, and writes
-    /output/scores.json: {"<metric>": number, …}. It must at least give the challenge's metric.
-    """
-    import json
-
-    from evaluator.sandbox import SandboxInfraError
-
-    if not pred.is_file() or pred.is_symlink():
-        raise ScoreRefused(Outcome.MISSING_OUTPUT, f"The container did not write {challenge.output_file}.")
-    inputs = workdir / "scorer-input"
-    (inputs / "predictions").mkdir(parents=True, exist_ok=True)
-    (inputs / "truth").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pred, inputs / "predictions" / challenge.output_file, follow_symlinks=False)
-    shutil.copyfile(truth, inputs / "truth" / truth.name)
-    out = workdir / "scorer-output"
-    try:
-        run = seams.run_sandbox(client, name=name, image_id=challenge.scoring_image, input_dir=inputs,
-                                output_dir=out, time_limit_s=min(600, challenge.time_limit_s),
-                                memory_mb=challenge.memory_mb, cpus=challenge.cpus, device_ids=[],
-                                log_max_bytes=LOG_CAP_BYTES, labels=labels)
-    except SandboxInfraError as err:
+        return scorer_for(challenge).score(ctx).of(phase.split)
+    except ScoringUnavailable as err:
         raise InfraError(str(err)) from err
-    if run.start_error:
-        # The organiser's image (e.g. a VOLUME the sandbox cannot mask), not the team's predictions.
-        raise InfraError(f"the organiser's scoring image could not start: {run.start_error}")
-    if run.exit_code != 0 or run.timed_out or run.oom_killed:
-        # The organiser's scorer rejecting the file is how it reports malformed predictions.
-        log_text = run.log.decode("utf-8", "replace") if isinstance(run.log, bytes) else str(run.log or "")
-        raise ScoreRefused(Outcome.BAD_OUTPUT, "The organiser's scorer refused the predictions: "
-                           + (log_text.strip().splitlines() or ["no detail"])[-1][:500])
-    try:
-        data = json.loads((out / "scores.json").read_text())
-        scores = {k: float(v) for k, v in data.items() if k in metrics}
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise InfraError(f"the organiser's scorer wrote no usable scores.json ({err})") from err
-    if challenge.metric not in scores:
-        raise InfraError(f"the organiser's scorer gave no {challenge.metric}")
-    return scores
 
 
 def ensure_image(client: Any, rt: Runtime, sub: Submission) -> None:
-    """Make sure the pinned image is on this node: load the kept archive, or pull the pinned digest."""
-    import docker.errors
+    """Make sure the pinned image is on this node: pull it by digest from the center's registry (uploads and
+    registry submissions alike), or load the kept archive of an upload made without a registry.
 
-    from evaluator import intake
-
+    The engine's layer cache is the node's cache: an image (or a layer) already there is not fetched again.
+    The pulled image must carry the pinned ID (the config digest), else the run is image_rejected.
+    """
     try:
         client.api.inspect_image(sub.image_id)
         return
@@ -444,9 +393,12 @@ def ensure_image(client: Any, rt: Runtime, sub: Submission) -> None:
         pass
     except docker.errors.DockerException as err:
         raise InfraError(f"Docker is not answering: {err}") from err
-    if sub.image_source == "registry" and "@sha256:" in sub.image_ref:
-        image_id, _digest = intake.pull_image(client, sub.image_ref, rt.registry_allowlist or
-                                              (sub.image_ref.split("/", 1)[0],))
+    # Rows from before image_pull existed carry a registry submission's reference in image_ref.
+    pull = sub.image_pull or (sub.image_ref if sub.image_source == "registry" else "")
+    if pull:
+        # Allowed: the configured registry (REGISTRY_URL's host joins REGISTRY_ALLOWLIST in hub.config); a node
+        # with neither configured trusts the host the platform recorded.
+        image_id, _digest = intake.pull_image(client, pull, rt.registry_allowlist or (pull.split("/", 1)[0],))
     else:
         archive = image_archive_path(rt.data_dir, sub.image_id)
         if not archive.exists():
@@ -457,8 +409,9 @@ def ensure_image(client: Any, rt: Runtime, sub: Submission) -> None:
 
 
 class LiveLog:
-    """While the container runs: copy its output to Redis for the live tail, heartbeat the lease, and
-    stop the container if the submission was cancelled meanwhile."""
+    """While the container runs: copy its output to Redis for the live tail, and stop the container if the
+    submission was cancelled or its lease ended meanwhile (reads only: the lease lives while the node's beat
+    lists the run, evaluator.nodes)."""
 
     def __init__(self, conn: Redis, client: Any, submission_id: int, attempt: int, name: str, lease: Any | None,
                  session: Session) -> None:
@@ -483,7 +436,7 @@ class LiveLog:
         last = b""
         while not self._stop.wait(1.0):
             try:
-                text = seams.live_log_snapshot(self.client, self.name, LIVE_LOG_CAP_BYTES)
+                text = sandbox.stream_log(self.client, self.name, LIVE_LOG_CAP_BYTES)
                 if text and text != last:
                     queues.set_live_log(self.conn, self.sid, self.attempt, text)
                     last = text
@@ -491,7 +444,6 @@ class LiveLog:
                 log.debug("live log of %s: one read failed", self.name, exc_info=True)
 
     def _watch(self) -> None:
-        from evaluator import sandbox
 
         while not self._stop.wait(1.0):
             try:
@@ -500,7 +452,7 @@ class LiveLog:
                     if sub is None or sub.status != SubmissionStatus.RUNNING or sub.attempt != self.attempt:
                         sandbox.kill_and_remove(self.client, self.name)   # cancelled or superseded
                         return
-                    if self.lease_id is not None and not seams.heartbeat_lease(session, self.lease_id, LEASE_TTL_S):
+                    if self.lease_id is not None and leases.attempt_ended(session, self.sid, self.attempt):
                         sandbox.kill_and_remove(self.client, self.name)   # the lease ended under us
                         return
             except Exception:  # noqa: BLE001
@@ -510,7 +462,6 @@ class LiveLog:
 # ---------------------------------------------------------------- operators' actions
 def log_for_operator(session: Session, submission_id: int, actor_id: int | None) -> Submission:
     """A run's outcome and log for the operators' page, hidden inputs or not; each reading is audited."""
-    from hub.audit import record
 
     sub = session.get(Submission, submission_id)
     if sub is None:
@@ -525,8 +476,6 @@ def log_for_operator(session: Session, submission_id: int, actor_id: int | None)
 def cancel_submission(session: Session, redis_url: str | None, submission_id: int, actor_id: int | None,
                       reason: str = "") -> Submission:
     """Cancel a queued or running submission; its container is stopped (here, or by its node's reaper)."""
-    from evaluator import sandbox
-    from hub.audit import record
 
     before = state.cancel(session, submission_id, reason or "Cancelled by an operator.")
     if redis_url and before.job_id:
@@ -549,7 +498,6 @@ def cancel_submission(session: Session, redis_url: str | None, submission_id: in
 
 def rerun_submission(session: Session, redis_url: str | None, submission_id: int, actor_id: int | None) -> Submission:
     """Run a finished submission again (same pinned image, a new attempt)."""
-    from hub.audit import record
 
     sub = state.rerun(session, submission_id)
     _audit(session, record, actor_id, "submission.rerun", submission_id, {})
@@ -585,30 +533,40 @@ class OpsOverview:
 def ops_overview(session: Session, redis_url: str | None, failures: int = 20) -> OpsOverview:
     """Workers (live or not), each class's queue, running submissions, this host's sandbox containers and
     the latest failures, for the operators' page."""
-    from datetime import timedelta
 
-    from sqlmodel import select
 
-    from evaluator import sandbox
 
-    live_since = utcnow() - timedelta(seconds=dispatch.dead_after_s())
-    workers = []
-    for node in session.exec(select(WorkerNode).order_by(WorkerNode.name)):
-        workers.append({"node": node, "live": node.heartbeat_at >= live_since,
-                        "devices": len(node.accelerators or [])})
     conn = queues.connect(redis_url) if redis_url else None
     redis_ok = conn is not None
+    live: dict[str, Any] = {}
+    if conn is not None:
+        try:
+            live = {n.name: n for n in nodes.live(conn)}
+        except RedisError:
+            redis_ok = False
+    workers = []
+    for row in session.exec(select(WorkerNode).order_by(WorkerNode.name)):
+        beat = live.get(row.name)
+        runs = sorted(beat.runs) if beat is not None else []
+        # What the node's last beat said (the row holds what it said when it started).
+        node = SimpleNamespace(name=row.name, hostname=row.hostname, started_at=row.started_at,
+                               queues=beat.queues if beat else row.queues,
+                               accelerators=beat.accelerators if beat else row.accelerators,
+                               heartbeat_at=beat.beat_at if beat else row.heartbeat_at,
+                               current_submission_id=runs[0][0] if runs else None)
+        workers.append({"node": node, "live": beat is not None, "devices": len(node.accelerators or [])})
     rows = []
-    for cls, backlog in sorted(dispatch.backlogs(session).items()):
+    for cls, gs in sorted(dispatch.groups(session).items()):
         in_redis: int | None = None
         if conn is not None:
             try:
                 in_redis = queues.queued_count(conn, cls)
             except RedisError:
                 redis_ok = False
-        rows.append({"accel_class": cls, "waiting": len(backlog.waiting), "dispatched": len(backlog.dispatched),
-                     "running": len(backlog.running), "in_redis": in_redis,
-                     "workers": len(dispatch.live_workers(session, cls))})
+        rows.append({"accel_class": cls, "waiting": sum(g.waiting for g in gs.values()),
+                     "dispatched": sum(g.dispatched for g in gs.values()),
+                     "running": sum(g.running for g in gs.values()), "in_redis": in_redis,
+                     "workers": sum(1 for n in live.values() if cls in n.queues)})
     running = state.unfinished(session, SubmissionStatus.RUNNING)
     containers: list[dict[str, Any]] = []
     error = None

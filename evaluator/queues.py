@@ -9,6 +9,7 @@ exception, so it is never retried.
 """
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 
@@ -27,10 +28,22 @@ LIVE_LOG_TTL_S = 6 * 3600
 _CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 
 
+_last: list[Redis] = []
+
+
 @lru_cache(maxsize=8)
 def connect(url: str) -> Redis:
     """One client (and pool) per URL per process; redis-py re-creates its pool after a fork."""
-    return Redis.from_url(url, health_check_interval=30)
+    conn = Redis.from_url(url, health_check_interval=30)
+    _last[:] = [conn]
+    return conn
+
+
+def last_connection() -> Redis | None:
+    """The platform's Redis as this process last connected to it, else REDIS_URL's (for callers not handed one)."""
+    if not _last and os.environ.get("REDIS_URL"):
+        connect(os.environ["REDIS_URL"])
+    return _last[0] if _last else None
 
 
 def accel_class_of(accelerators: int, accelerator_class: str) -> str:
@@ -52,13 +65,33 @@ def job_timeout(time_limit_s: int) -> int:
 
 
 def enqueue(conn: Redis, submission_id: int, attempt: int, accel_class: str, time_limit_s: int) -> Job:
-    queue = Queue(queue_name(accel_class), connection=conn)
-    return queue.enqueue("evaluator.jobs.evaluate", submission_id, attempt,
-                         job_id=job_id_for(submission_id, attempt),
-                         job_timeout=job_timeout(time_limit_s),
-                         retry=Retry(max=INFRA_RETRIES),
-                         result_ttl=RESULT_TTL_S, failure_ttl=24 * 3600,
-                         description=f"evaluate submission {submission_id} attempt {attempt}")
+    return enqueue_many(conn, [(submission_id, attempt, accel_class, time_limit_s)])[0]
+
+
+def enqueue_many(conn: Redis, jobs: list[tuple[int, int, str, int]]) -> list[Job]:
+    """Enqueue (submission id, attempt, class, time limit) jobs, one pipeline per class."""
+    by_class: dict[str, list[tuple[int, int, str, int]]] = {}
+    for job in jobs:
+        by_class.setdefault(job[2], []).append(job)
+    out: list[Job] = []
+    for accel_class, of_class in by_class.items():
+        queue = Queue(queue_name(accel_class), connection=conn)
+        datas = [Queue.prepare_data("evaluator.jobs.evaluate", (sid, attempt), job_id=job_id_for(sid, attempt),
+                                    timeout=job_timeout(limit), retry=Retry(max=INFRA_RETRIES),
+                                    result_ttl=RESULT_TTL_S, failure_ttl=24 * 3600,
+                                    description=f"evaluate submission {sid} attempt {attempt}")
+                 for sid, attempt, _cls, limit in of_class]
+        out += queue.enqueue_many(datas)
+    return out
+
+
+def job_statuses(conn: Redis, job_ids: list[str]) -> dict[str, str | None]:
+    """job_status of many jobs in one round trip."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(Job.key_for(job_id), "status")
+    return {job_id: (raw.decode() if isinstance(raw, bytes) else raw) or None
+            for job_id, raw in zip(job_ids, pipe.execute())}
 
 
 def job_status(conn: Redis, job_id: str) -> str | None:

@@ -651,3 +651,15 @@ def list_hub_containers(client: Any, labels: dict[str, str] | None = None) -> li
 __all__ = ["LABEL", "RunResult", "SandboxInfraError", "SandboxSpec", "UID_LABEL", "UnsafeImageConfig", "create",
            "declared_volumes", "guarded_env_names", "host_config_kwargs", "kill_and_remove", "list_hub_containers",
            "measure_output", "run", "sandbox_env", "stream_log", "uid_pool", "volume_masks"]
+
+
+def spec_for(*, name: str, image_id: str, input_dir: Path | None, output_dir: Path, time_limit_s: float,
+             memory_mb: int, cpus: float, device_ids: list[str], log_max_bytes: int,
+             labels: dict[str, str] | None = None) -> SandboxSpec:
+    """The SandboxSpec of a run under a challenge's limits (bench/hostile_table.py uses it too)."""
+    # Devices declared by count in ACCELERATORS ("class:2") get FAKE-… ids: they are leased and metered
+    # like real ones, but there is nothing for Docker to attach.
+    real_devices = [d for d in device_ids if not str(d).startswith("FAKE-")]
+    return SandboxSpec(image_id=image_id, name=name, output_dir=output_dir, input_dir=input_dir,
+                       time_limit_s=time_limit_s, memory_mb=memory_mb, cpus=cpus, tmp_size_mb=tmp_size_for(memory_mb),
+                       device_ids=real_devices, log_max_bytes=log_max_bytes, labels=dict(labels or {}))

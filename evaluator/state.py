@@ -12,6 +12,7 @@ carries it, and only the job of the current attempt may claim and finish the row
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from challenges.models import PLATFORM_OUTCOMES, Challenge, Outcome, Submission, SubmissionStatus
+from challenges.models import PLATFORM_OUTCOMES, Outcome, Submission, SubmissionStatus
+from evaluator.contract import run_settled
 from hub.errors import Conflict, N_, NotFound
 from hub.models import utcnow
 
@@ -30,6 +32,15 @@ LOG_EXCERPT_CHARS = 64 * 1024  # what a submission keeps of its container's log
 def job_id_for(submission_id: int, attempt: int) -> str:
     """The deterministic RQ job id of one attempt."""
     return f"sub-{submission_id}-a{attempt}"
+
+
+def parse_job_id(job_id: str) -> tuple[int, int] | None:
+    """(submission id, attempt) of a job id made by job_id_for, else None."""
+    m = _JOB_RE.match(job_id or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+_JOB_RE = re.compile(r"^sub-(\d+)-a(\d+)$")
 
 
 def container_name_for(submission_id: int, attempt: int, *, instance: str) -> str:
@@ -50,14 +61,17 @@ def parse_container_name(name: str) -> tuple[str, int, int] | None:
 _NAME_RE = re.compile(r"^hub-([a-z0-9]{1,16})-sub-(\d+)-a(\d+)(?:-[a-z]+)?$")
 
 
-def _cas(session: Session, where: list[Any], values: dict[str, Any], also: Any = None) -> bool:
-    """One guarded UPDATE of a submission (plus `also`, only if it won), committed; True if it won."""
+def _cas(session: Session, where: list[Any], values: dict[str, Any],
+         also: Callable[[], None] | None = None) -> bool:
+    """One guarded UPDATE of a submission (then `also()`, only if it won, in the same transaction), committed;
+    True if it won."""
     stmt = (update(Submission).where(*where).values(**values)
             .execution_options(synchronize_session=False))
     result = session.exec(stmt)  # type: ignore[call-overload]
     changed = (result.rowcount or 0) == 1
     if changed and also is not None:
-        session.exec(also)  # type: ignore[call-overload]
+        session.expire_all()  # receivers read the row as just written
+        also()
     session.commit()
     if changed:
         session.expire_all()
@@ -73,13 +87,25 @@ def get(session: Session, submission_id: int) -> Submission:
 
 def mark_dispatched(session: Session, submission_id: int, attempt: int, queue: str) -> int | None:
     """waiting → dispatched under a new attempt; returns that attempt, or None if someone else won."""
-    new_attempt = attempt + 1
-    ok = _cas(session,
-              [Submission.id == submission_id, Submission.status == SubmissionStatus.QUEUED,
-               Submission.job_id == "", Submission.attempt == attempt],
-              {"attempt": new_attempt, "job_id": job_id_for(submission_id, new_attempt), "queue": queue,
-               "queued_at": utcnow()})
-    return new_attempt if ok else None
+    won = mark_dispatched_many(session, [(submission_id, attempt)], queue)
+    return won[0][1] if won else None
+
+
+def mark_dispatched_many(session: Session, picks: list[tuple[int, int]], queue: str) -> list[tuple[int, int]]:
+    """mark_dispatched for many (id, attempt) at once, in one transaction; returns the (id, new attempt) that won."""
+    won = []
+    now = utcnow()
+    for submission_id, attempt in picks:
+        stmt = (update(Submission).where(Submission.id == submission_id, Submission.status == SubmissionStatus.QUEUED,
+                                         Submission.job_id == "", Submission.attempt == attempt)
+                .values(attempt=attempt + 1, job_id=job_id_for(submission_id, attempt + 1), queue=queue, queued_at=now)
+                .execution_options(synchronize_session=False))
+        if (session.exec(stmt).rowcount or 0) == 1:  # type: ignore[call-overload]
+            won.append((submission_id, attempt + 1))
+    session.commit()
+    if won:
+        session.expire_all()
+    return won
 
 
 def claim(session: Session, submission_id: int, attempt: int, worker: str) -> bool:
@@ -127,14 +153,15 @@ def finish(session: Session, submission_id: int, attempt: int, result: Result) -
     }
     where = [Submission.id == submission_id, Submission.status == SubmissionStatus.RUNNING,
              Submission.attempt == attempt]
-    lock_metric = None
-    if result.status == SubmissionStatus.SCORED:
-        challenge_id = session.exec(select(Submission.challenge_id).where(Submission.id == submission_id)).one()
-        # The metric is fixed once the first submission of the challenge has a score (same transaction).
-        lock_metric = (update(Challenge)
-                       .where(Challenge.id == challenge_id, Challenge.metric_locked_at.is_(None))  # type: ignore[union-attr]
-                       .values(metric_locked_at=utcnow()).execution_options(synchronize_session=False))
-    return _cas(session, where, values, also=lock_metric)
+    return _cas(session, where, values, also=lambda: _settled(session, submission_id, attempt, result.outcome,
+                                                              scored=result.status == SubmissionStatus.SCORED))
+
+
+def _settled(session: Session, submission_id: int, attempt: int, outcome: str, *, scored: bool = False) -> None:
+    """Tell the submission's owner, inside this transaction, that its run ended for good (exactly once:
+    only the compare-and-set that won calls this)."""
+    run_settled.send(session, run_id=None, owner=f"submission:{submission_id}", attempt=attempt, result=None,
+                     outcome=outcome, scored=scored)
 
 
 def retry_later(session: Session, submission_id: int, attempt: int) -> bool:
@@ -179,7 +206,8 @@ def fail(session: Session, submission_id: int, outcome: str, reason: str, *, att
         where.append(Submission.attempt == attempt)
     counts_against = (outcome not in PLATFORM_OUTCOMES) if counts is None else counts
     return _cas(session, where, {"status": SubmissionStatus.FAILED, "outcome": outcome, "reason": reason[:4000],
-                                 "counts_against_limit": counts_against, "finished_at": utcnow()})
+                                 "counts_against_limit": counts_against, "finished_at": utcnow()},
+                also=lambda: _settled(session, submission_id, attempt or 0, outcome))
 
 
 def cancel(session: Session, submission_id: int, reason: str = "") -> Submission:
@@ -193,7 +221,8 @@ def cancel(session: Session, submission_id: int, reason: str = "") -> Submission
                Submission.status == before.status],
               {"status": SubmissionStatus.CANCELLED, "outcome": Outcome.CANCELLED,
                "reason": reason[:4000] or "cancelled by an operator", "counts_against_limit": False,
-               "finished_at": utcnow()})
+               "finished_at": utcnow()},
+              also=lambda: _settled(session, submission_id, before.attempt, Outcome.CANCELLED))
     if not ok:
         raise Conflict(N_("The submission changed meanwhile. Reload the page and try again."))
     return snapshot

@@ -1,10 +1,14 @@
 """Submitting an image: the team-facing service behind the web form, the API and the CLI.
 
 Upload: limits, quota and the team's storage first (nothing is read before they pass) → stream to disk with
-a byte cap → check the archive and hash every layer against its digest (pure, no engine) → in one write
-transaction: count the limits again, take the slot, move the archive to where nodes find it, write the
-Submission row (queued) → load it into this node's engine without its tags, pinned by the verified ID →
-dispatch. A refused upload leaves nothing: no temp file, no kept archive, no image on the engine.
+a byte cap → check the archive and hash every layer against its digest (pure, no engine) → push its layers
+and config into `team-<id>/sub` of the center's registry (evaluator.registry, no engine: the web process needs
+no Docker socket) → in one write transaction: count the limits again, take the slot, PUT the manifest by
+digest, write the Submission row (queued; `image_ref` the uploaded file's name as the team knows it, `image_pull`
+the pull reference `host:port/team-7/sub@sha256:…`, `image_id` the config digest a node checks after pulling) → dispatch. A refused upload leaves no temp file
+and no manifest (its blobs are unreferenced: the registry's garbage collection removes them).
+Without a configured registry (REGISTRY_URL unset) the archive is kept under data_dir/images and loaded into
+this engine instead, as before the registry existed.
 Registry: the reference must name the team's own namespace by digest (intake.check_team_reference), then
 the image is pulled from the center's registry and pinned. An image the checks refuse becomes a failed row
 (image_rejected, with the reason), so the team sees why in its history. No Flask here.
@@ -22,7 +26,8 @@ from sqlmodel import Session, select
 
 from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionKind, SubmissionStatus, Team
 from challenges.submissions import CHECK_RUNS_PER_DAY
-from evaluator import dispatch, queues, seams
+from evaluator import dispatch, intake, queues, seams
+from evaluator.registry import PushedImage, RegistryError, RegistryRef, push_image_tar, put_manifest, repository_for
 from hub.errors import DomainError, N_
 from hub.models import User
 
@@ -43,6 +48,7 @@ class IntakeSettings:
     registry_allowlist: tuple[str, ...] = ()
     max_team_image_bytes: int | None = None   # the team's stored archives, all together (None: no cap)
     check_runs_per_day: int = CHECK_RUNS_PER_DAY
+    registry: RegistryRef | None = None       # where uploads go (None: kept archive + docker load, the old way)
 
     @classmethod
     def from_config(cls, config: Any) -> IntakeSettings:
@@ -51,7 +57,8 @@ class IntakeSettings:
                    registry_allowlist=tuple(config.get("REGISTRY_ALLOWLIST", ())),
                    max_team_image_bytes=int(config["MAX_TEAM_IMAGE_BYTES"]) if config.get("MAX_TEAM_IMAGE_BYTES")
                    else None,
-                   check_runs_per_day=int(config.get("CHECK_RUNS_PER_DAY") or CHECK_RUNS_PER_DAY))
+                   check_runs_per_day=int(config.get("CHECK_RUNS_PER_DAY") or CHECK_RUNS_PER_DAY),
+                   registry=RegistryRef.from_config(config))
 
 
 @dataclass
@@ -135,7 +142,6 @@ def _docker() -> Any:
 def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes], settings: IntakeSettings,
                   filename: str = "", kind: str = SubmissionKind.SUBMISSION) -> Submission:
     """A `docker save` archive read from `stream` (never held in memory) → a queued or rejected submission."""
-    from evaluator import intake
     from evaluator.jobs import image_archive_path
 
     challenge = _visible_challenge(session, slug, user)
@@ -149,6 +155,8 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
     uploads = Path(settings.data_dir) / "uploads"
     dest = uploads / f"{uuid.uuid4().hex}.tar"
     ref = Path(filename or "upload.tar").name[:300]
+    if settings.registry is not None:
+        return _upload_to_registry(session, settings, settings.registry, team, phase, user, stream, dest, ref, kind)
     keep: Path | None = None
     placed = False
 
@@ -164,9 +172,7 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
 
     try:
         try:
-            intake.stream_upload_to_file(stream, dest, settings.max_image_bytes)
-            # Pure checks: the archive's structure and every layer against its digest, before any engine sees it.
-            info = intake.check_image_tar(dest, max_bytes=settings.max_image_bytes, max_layers=settings.max_layers)
+            info = _receive(stream, dest, settings)
         except intake.ImageRejected as err:
             return _rejected(session, team, phase, user, "upload", ref, err, kind, settings)
         keep = image_archive_path(settings.data_dir, info.image_id)
@@ -185,6 +191,55 @@ def submit_upload(session: Session, *, slug: str, user: User, stream: IO[bytes],
     return _dispatch(session, settings, sub)
 
 
+def _receive(stream: IO[bytes], dest: Path, settings: IntakeSettings) -> intake.ImageTarInfo:
+    """Stream the upload to `dest` under the byte cap, then the pure checks (the archive's structure and every
+    layer against its digest) before any engine or registry sees it."""
+    intake.stream_upload_to_file(stream, dest, settings.max_image_bytes)
+    return intake.check_image_tar(dest, max_bytes=settings.max_image_bytes, max_layers=settings.max_layers)
+
+
+_REGISTRY_DOWN = N_("The center's image registry is not answering. Nothing was submitted; try again in a few "
+                    "minutes.")
+
+
+def _upload_to_registry(session: Session, settings: IntakeSettings, registry: RegistryRef, team: Team, phase: Phase,
+                        user: User, stream: IO[bytes], dest: Path, filename: str, kind: str) -> Submission:
+    """The upload path with the center's registry: check, push the blobs, then the manifest with the slot taken."""
+    repository = repository_for(team.id)  # type: ignore[arg-type]
+    try:
+        try:
+            info = _receive(stream, dest, settings)
+            # Blobs only: a refused submission must not leave a manifest (unreferenced blobs are collected).
+            pushed = push_image_tar(registry, repository, dest, info, team_id=team.id, with_manifest=False)
+        except intake.ImageRejected as err:
+            return _rejected(session, team, phase, user, "upload", filename, err, kind, settings)
+        except RegistryError as err:
+            log.warning("upload of team %s not pushed: %s", team.id, err)
+            raise ServiceUnavailable(_REGISTRY_DOWN) from err
+    finally:
+        dest.unlink(missing_ok=True)
+    sub = _create_pushed(session, settings, registry, repository, pushed, info.size, team, phase, user, kind,
+                         filename)
+    return _dispatch(session, settings, sub)
+
+
+def _create_pushed(session: Session, settings: IntakeSettings, registry: RegistryRef, repository: str,
+                   pushed: PushedImage, size: int, team: Team, phase: Phase, user: User, kind: str,
+                   filename: str) -> Submission:
+    """Write the row of a pushed image; its manifest goes up inside that transaction, once the slot is taken."""
+    try:
+        return seams.create_submission(
+            session, team_id=team.id, phase_id=phase.id, user_id=user.id, image_source="upload",
+            image_ref=filename, image_pull=registry.reference(repository, pushed.manifest_digest),
+            image_id=pushed.config_digest,
+            kind=kind, check_runs_per_day=settings.check_runs_per_day, image_bytes=size,
+            max_team_image_bytes=settings.max_team_image_bytes,
+            on_slot=lambda: put_manifest(registry, repository, pushed))
+    except RegistryError as err:
+        log.warning("manifest of team %s not pushed: %s", team.id, err)
+        raise ServiceUnavailable(_REGISTRY_DOWN) from err
+
+
 def _load_now(session: Session, sub: Submission, keep: Path, image_id: str) -> None:
     """Load the kept archive into this node's engine now (a worker node loads it itself when it lacks it).
 
@@ -192,7 +247,7 @@ def _load_now(session: Session, sub: Submission, keep: Path, image_id: str) -> N
     engine still refuse the verified archive, the submission ends as image_rejected and its archive goes, unless
     another submission uses the same image.
     """
-    from evaluator import intake, state
+    from evaluator import state
     from evaluator.sandbox import SandboxInfraError
 
     try:
@@ -211,7 +266,6 @@ def _load_now(session: Session, sub: Submission, keep: Path, image_id: str) -> N
 def submit_registry(session: Session, *, slug: str, user: User, reference: str,
                     settings: IntakeSettings, kind: str = SubmissionKind.SUBMISSION) -> Submission:
     """An image in the center's registry, pulled now and pinned by digest → a queued or rejected submission."""
-    from evaluator import intake
     from evaluator.sandbox import SandboxInfraError
 
     reference = (reference or "").strip()
@@ -259,6 +313,7 @@ def _queue(session: Session, settings: IntakeSettings, team: Team, phase: Phase,
     # The row first: once it exists nothing can lose the submission, whatever happens to Redis next.
     sub = seams.create_submission(session, team_id=team.id, phase_id=phase.id, user_id=user.id,
                                   image_source=source, image_ref=ref, image_id=image_id, kind=kind,
+                                  image_pull=ref if source == "registry" else "",
                                   check_runs_per_day=settings.check_runs_per_day)
     return _dispatch(session, settings, sub)
 

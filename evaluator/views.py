@@ -14,7 +14,7 @@ from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, Mu
 from werkzeug.http import parse_options_header
 
 from challenges.models import SubmissionKind
-from challenges.submissions import LOG_WITHHELD
+from challenges.api import submission_document, wait_text
 from evaluator import jobs, submit
 from hub.errors import N_, DomainError
 from hub.forms import EmptyForm
@@ -55,14 +55,6 @@ def _submission_url(sub_id: int) -> str:
     if "challenges.submission" in current_app.view_functions:
         return url_for("challenges.submission", submission_id=sub_id)
     return url_for("evaluator_api.submission_log", submission_id=sub_id)
-
-
-def _wait_text(seconds: float | None) -> str:
-    if seconds is None:
-        return gettext("unknown (no worker is online for this queue)")
-    if seconds < 90:
-        return gettext("about %(n)s seconds", n=max(1, int(round(seconds))))
-    return gettext("about %(n)s minutes", n=int(round(seconds / 60)))
 
 
 # ---------------------------------------------------------------- request bodies that stream
@@ -183,7 +175,7 @@ def _render_submit(slug: str) -> str:
     return render_template("evaluator/submit.html", ctx=ctx, form=EmptyForm(),
                            check_runs_per_day=_settings().check_runs_per_day,
                            refusal=translate_error(ctx.refusal_error) if ctx.refusal_error else None,
-                           wait_text=_wait_text(ctx.est_wait_s),
+                           wait_text=wait_text(ctx.est_wait_s),
                            max_mb=int(current_app.config["MAX_IMAGE_BYTES"]) // (1024 * 1024),
                            api_url=url_for("evaluator_api.create_submission", slug=slug, _external=True),
                            base_url=request.host_url.rstrip("/"))
@@ -215,19 +207,7 @@ def _too_large():  # type: ignore[no-untyped-def]
 
 
 def _submission_json(sub) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    info = submit.submission_status(db(), submission_id=sub.id, viewer=current_user,
-                                    redis_url=current_app.config.get("REDIS_URL"))
-    return {**_translated(info), "url": url_for("challenges.submission", submission_id=sub.id, _external=True)
-            if "challenges.submission" in current_app.view_functions else None,
-            "log_url": url_for("evaluator_api.submission_log", submission_id=sub.id, _external=True)}
-
-
-def _translated(info: dict[str, Any]) -> dict[str, Any]:
-    out = {**info, "outcome_text": gettext(info["outcome_text"]), "wait_text": _wait_text(info["est_wait_s"])
-           if info["position"] else None}
-    if info.get("log_withheld"):
-        out["log_withheld_text"] = gettext(LOG_WITHHELD)
-    return out
+    return submission_document(sub.id)[0]
 
 
 # ---------------------------------------------------------------- API
@@ -250,9 +230,7 @@ def create_submission(slug: str):
 @role_required()
 def submission_log(submission_id: int):
     """Live status and log tail, with the visibility of the submission page."""
-    info = submit.submission_status(db(), submission_id=submission_id, viewer=current_user,
-                                    redis_url=current_app.config.get("REDIS_URL"))
-    return jsonify(_translated(info))
+    return jsonify(submission_document(submission_id, with_log=True)[0])
 
 
 # ---------------------------------------------------------------- operators

@@ -2,9 +2,9 @@
 
 `flask --app app worker --queues cpu,nvidia-a100 --accelerators nvidia-a100:2 --name node-1` starts one.
 Beside RQ's own work it
-* writes a heartbeat into evaluator.models.WorkerNode every HEARTBEAT_S (the reaper hands the work of a
-  node whose heartbeat stops to another node), with its queues and device inventory; registers the
-  devices with the quota's inventory so leases can be granted on it;
+* beats every HEARTBEAT_S: one Redis key with its queues, devices and the run it is doing (evaluator.nodes; no
+  database write). The reaper hands the work of a node whose key expires to another node, and a run's device
+  lease lives as long as its node's key lists it. The WorkerNode row and the devices are written at start only;
 * runs the reaper every `reaper_interval` seconds (a Redis lock lets one node at a time do the
   cluster-wide part; orphan containers are swept on every node, for its own Docker engine);
 * wakes every second from its blocking dequeue (a job still starts as soon as it is pushed).
@@ -26,8 +26,10 @@ from rq.job import Job
 from rq.queue import Queue
 from sqlmodel import select
 
-from evaluator import jobs, queues, reaper, seams
+from evaluator import jobs, nodes, queues, reaper, state
 from evaluator.models import WorkerNode
+from evaluator.quota import inventory
+from evaluator.sandbox import uid_pool
 from hub.db import get_engine, session_scope
 from hub.models import utcnow
 
@@ -55,6 +57,7 @@ class NodeWorker(Worker):
         self.reaper_interval = reaper_interval
         self._last_beat = 0.0
         self._last_sweep = 0.0
+        self.runs: list[tuple[int, int]] = []   # (submission id, attempt) of the job this node's horse runs
 
     @property
     def dequeue_timeout(self) -> int:
@@ -66,13 +69,13 @@ class NodeWorker(Worker):
         if not self._is_horse:
             self.node_tick()
 
-    def node_tick(self, force: bool = False) -> None:
+    def node_tick(self, force: bool = False, force_beat: bool = False) -> None:
         now = time.monotonic()
         try:
-            if force or now - self._last_beat >= HEARTBEAT_S:
+            if force or force_beat or now - self._last_beat >= HEARTBEAT_S:
                 self._last_beat = now
-                beat(self.database_url, self.node, self.classes, self.devices)
-            if self.reaper_interval > 0 and (force or now - self._last_sweep >= self.reaper_interval):
+                beat(self.connection, self.node, self.classes, self.devices, self.runs)
+            if self.reaper_interval > 0 and not force_beat and (force or now - self._last_sweep >= self.reaper_interval):
                 self._last_sweep = now
                 try:
                     client = jobs.docker_client()
@@ -86,20 +89,44 @@ class NodeWorker(Worker):
         except Exception:  # noqa: BLE001 - a failed tick must not stop the worker; the next one retries
             log.exception("node %s: heartbeat or reaper sweep failed", self.node)
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        # The run is announced before the horse exists, so the reaper never sees it claimed but not listed.
+        run = state.parse_job_id(job.id)
+        self.runs = [run] if run is not None else []
+        self.node_tick(force_beat=True)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            # A horse that outlives its worker (Redis went away mid-job) keeps its run listed while
+            # settle_horse waits for it.
+            if not self._horse_alive():
+                self.runs = []
+                self.node_tick(force_beat=True)
+
+    def _horse_alive(self) -> bool:
+        pid = self.horse_pid
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return not done
+
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # The horse is a fork: drop the parent's pooled DB connections (without closing them under it).
         get_engine(self.database_url).dispose(close=False)
         super().main_work_horse(job, queue)
 
 
-def beat(database_url: str, node: str, classes: list[str], devices: list[dict[str, Any]]) -> None:
-    with session_scope(database_url) as session:
-        row = session.exec(select(WorkerNode).where(WorkerNode.name == node)).first()
-        if row is None:
-            row = WorkerNode(name=node, hostname=socket.gethostname(), queues=classes, accelerators=devices)
-        row.queues, row.accelerators = list(classes), list(devices)
-        row.heartbeat_at = utcnow()
-        session.add(row)
+def beat(conn: Any, node: str, classes: list[str], devices: list[dict[str, Any]],
+         runs: list[tuple[int, int]] | tuple[tuple[int, int], ...] = ()) -> None:
+    """The node's beat: one Redis key (evaluator.nodes), no database write."""
+    nodes.beat(conn, node, classes, devices, runs)
 
 
 def register(database_url: str, node: str, classes: list[str], devices: list[dict[str, Any]]) -> None:
@@ -114,16 +141,16 @@ def register(database_url: str, node: str, classes: list[str], devices: list[dic
         row.current_submission_id = None
         session.add(row)
         session.flush()
-        seams.register_node(session, node, devices)
+        inventory.register_node(session, node, devices)
 
 
 def resolve_inventory(node: str, accelerators: str | None) -> list[dict[str, Any]]:
     """--accelerators in the ACCELERATORS format ("none" for a CPU-only node); unset: ask the node."""
     if accelerators is None:
-        return seams.node_inventory()
+        return inventory.node_inventory()
     if accelerators.strip().lower() in ("", "none", "0"):
         return []
-    return seams.parse_accelerators(accelerators, node)
+    return inventory.parse_accelerators(accelerators, node)
 
 
 def resolve_classes(queue_spec: str | None, devices: list[dict[str, Any]]) -> list[str]:
@@ -141,8 +168,6 @@ def run_worker(config: dict[str, Any], *, queue_spec: str | None = None, acceler
     """Run one worker node until stopped (SIGTERM / Ctrl-C: finish the current job, then leave)."""
     if not config.get("REDIS_URL"):
         raise RuntimeError("REDIS_URL is not set: a worker needs the platform's Redis")
-    from evaluator.sandbox import uid_pool
-
     uid_pool()   # a malformed HUB_SANDBOX_UIDS stops the node here (ValueError), not each run later
     node = name or os.environ.get("HUB_NODE_NAME") or socket.gethostname()
     os.environ["HUB_NODE_NAME"] = node

@@ -21,7 +21,7 @@ def register_commands(app: Flask) -> None:
         """Create an account."""
         with session_scope(current_app.config["DATABASE_URL"]) as session:
             try:
-                org_id = users.org_by_code(session, org_code).id if org_code else None
+                org_id = membership.org_by_code(session, org_code).id if org_code else None
                 user = users.create_user(session, email, password, role, org_id, name)
             except DomainError as err:
                 raise click.ClickException(str(err)) from err

@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def _secret_key(instance: Path) -> str:
@@ -61,6 +62,11 @@ def load_config(instance_path: str | os.PathLike[str], overrides: dict[str, Any]
         "MAX_DATASET_BYTES": int(env.get("MAX_DATASET_BYTES", 512 * 1024 * 1024)),
         # The center's own registry hosts that teams may name images in, comma-separated.
         "REGISTRY_ALLOWLIST": env.get("REGISTRY_ALLOWLIST", ""),
+        # The center's registry the platform pushes images to (evaluator.registry; unset: none), and its
+        # basic-auth push credential: the only one, teams never hold registry credentials.
+        "REGISTRY_URL": env.get("HUB_REGISTRY_URL", ""),
+        "REGISTRY_USER": env.get("HUB_REGISTRY_USER", ""),
+        "REGISTRY_PASSWORD": env.get("HUB_REGISTRY_PASSWORD", ""),
         "PAGE_SIZE": 10,
         # Check runs a team may start per day; unset: challenges.submissions.CHECK_RUNS_PER_DAY.
         "CHECK_RUNS_PER_DAY": env.get("HUB_CHECK_RUNS_PER_DAY") or None,
@@ -68,7 +74,11 @@ def load_config(instance_path: str | os.PathLike[str], overrides: dict[str, Any]
     }
     if overrides:
         cfg.update(overrides)
+    # The registry uploads are pushed to is one that nodes pull from (and teams may name): its host is allowed.
+    pushed_to = urlsplit(str(cfg.get("REGISTRY_URL") or "").strip()).netloc.lower()
     cfg["REGISTRY_ALLOWLIST"] = host_list(cfg["REGISTRY_ALLOWLIST"])
+    if pushed_to and pushed_to not in cfg["REGISTRY_ALLOWLIST"]:
+        cfg["REGISTRY_ALLOWLIST"] += (pushed_to,)
     cfg["PROXY_HOPS"] = proxy_hops(cfg["PROXY_HOPS"])
     return cfg
 

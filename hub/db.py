@@ -42,10 +42,6 @@ def get_engine(url: str) -> Engine:
                 cur.close()
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-            if engine.dialect.name == "postgresql":
-                from hub.cache import install_versioned_ping
-
-                install_versioned_ping(engine)
         _engines[url] = engine
     return engine
 

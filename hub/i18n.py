@@ -7,8 +7,9 @@ from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, g, request, session
-from flask_babel import Babel
+from flask import Flask, current_app, request, session
+from flask_babel import Babel, get_locale
+from flask_login import current_user
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = ROOT / "translations"
@@ -53,8 +54,6 @@ def compile_catalogues(target: Path) -> None:
 
 
 def select_locale() -> str:
-    from flask import current_app
-    from flask_login import current_user
 
     langs = current_app.config["LANGUAGES"]
     wanted = request.args.get("lang")
@@ -94,7 +93,6 @@ def init_i18n(app: Flask) -> Babel:
 
     @app.context_processor
     def _locale_helpers() -> dict[str, object]:
-        from flask_babel import get_locale
 
         def is_zh() -> bool:
             return str(get_locale()).startswith("zh")

@@ -7,6 +7,8 @@ the very next request of every open session and API token (the user loader re-re
 """
 from __future__ import annotations
 
+import re
+
 from blinker import Namespace
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -26,6 +28,25 @@ TEAM_KINDS = {OrgKind.COMPANY, OrgKind.UNIVERSITY, OrgKind.LAB}
 JOINABLE_KINDS = GOV_KINDS | TEAM_KINDS
 # Platform roles that keep their role when a membership becomes active; team and gov follow the organisation.
 KEPT_ROLES = {Role.ADMIN, Role.JUDGE, Role.OPERATOR}
+
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
+
+# Which organisation kinds each role may belong to.
+ROLE_ORG_KINDS: dict[str, set[str]] = {
+    Role.GOV: {OrgKind.CITY, OrgKind.DISTRICT},
+    Role.TEAM: {OrgKind.COMPANY, OrgKind.UNIVERSITY, OrgKind.LAB},
+    Role.JUDGE: {OrgKind.UNIVERSITY, OrgKind.LAB, OrgKind.COMPANY, OrgKind.CENTER, OrgKind.DISTRICT},
+    Role.OPERATOR: {OrgKind.CENTER},
+    Role.ADMIN: {OrgKind.CENTER, OrgKind.DISTRICT},
+}
+
+
+def org_by_code(session: Session, code: str) -> Organisation:
+    org = session.exec(select(Organisation).where(Organisation.code == code)).first()
+    if org is None:
+        raise NotFound(N_("Unknown organisation: %(org)s"), field="org", org=code)
+    return org
 
 
 # Sent after a membership ended by leaving or removal is committed: sender=None, user_id=, org_id=.
@@ -115,8 +136,6 @@ def _org(session: Session, org_id: int | None) -> Organisation:
 
 
 def _fits(user: User, org: Organisation) -> bool:
-    from hub.users import ROLE_ORG_KINDS
-
     if user.role in (Role.TEAM, Role.GOV):
         return org.kind in JOINABLE_KINDS
     return org.kind in ROLE_ORG_KINDS[Role(user.role)]
@@ -286,8 +305,6 @@ def invite(session: Session, admin: User, org_id: int, email: str) -> Membership
     _require_admin(session, admin, org_id)
     org = _org(session, org_id)
     email = (email or "").strip().lower()
-    from hub.users import EMAIL_RE
-
     if not EMAIL_RE.match(email) or len(email) > EMAIL_MAX:
         raise DomainError(N_("Enter a valid e-mail address."), field="email")
     user = session.exec(select(User).where(User.email == email)).first()
@@ -411,8 +428,6 @@ def name_first_admin(session: Session, actor: User | None, org_code: str, email:
     """
     if actor is not None and actor.role != Role.ADMIN:
         raise Forbidden(N_("Only the platform administrator may name an organisation's administrator."))
-    from hub.users import org_by_code
-
     org = org_by_code(session, org_code)
     user = session.exec(select(User).where(User.email == (email or "").strip().lower())).first()
     if user is None:

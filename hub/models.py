@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -157,3 +157,12 @@ class ApiToken(SQLModel, table=True):
     expires_at: Optional[datetime] = Field(default=None)  # None: never
     last_used_at: Optional[datetime] = Field(default=None)
     revoked_at: Optional[datetime] = Field(default=None)
+
+
+class DataVersion(SQLModel, table=True):
+    """How far each cache scope's data has moved (see hub.cache): written only by the triggers of
+    hub.cache.trigger_ddl, read by hub.cache.versions. A missing row counts as 0."""
+
+    scope: str = Field(sa_column=Column(Text, primary_key=True))  # "user", "challenge:12", ...
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+

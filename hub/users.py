@@ -1,26 +1,15 @@
 """Accounts: creation, password check and change, ending sessions. No Flask here (tokens: hub.tokens)."""
 from __future__ import annotations
 
-import re
-
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub import tokens
-from hub.errors import DomainError, N_, NotFound
-from hub.models import Organisation, OrgKind, Role, TokenScope, User, new_session_key
+from hub import membership, tokens
+from hub.errors import DomainError, N_
+from hub.membership import EMAIL_RE, ROLE_ORG_KINDS
+from hub.models import Organisation, Role, TokenScope, User, new_session_key
 from hub.passwords import check_password
 
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
-
-# Which organisation kinds each role may belong to.
-ROLE_ORG_KINDS: dict[str, set[str]] = {
-    Role.GOV: {OrgKind.CITY, OrgKind.DISTRICT},
-    Role.TEAM: {OrgKind.COMPANY, OrgKind.UNIVERSITY, OrgKind.LAB},
-    Role.JUDGE: {OrgKind.UNIVERSITY, OrgKind.LAB, OrgKind.COMPANY, OrgKind.CENTER, OrgKind.DISTRICT},
-    Role.OPERATOR: {OrgKind.CENTER},
-    Role.ADMIN: {OrgKind.CENTER, OrgKind.DISTRICT},
-}
 
 # Roles a person may pick when registering on the web; the others are created by an admin or the CLI.
 SELF_SERVICE_ROLES = {Role.TEAM}
@@ -29,13 +18,6 @@ SELF_SERVICE_ROLES = {Role.TEAM}
 def hash_password(password: str) -> str:
     # Werkzeug's default is scrypt with a random salt.
     return generate_password_hash(password)
-
-
-def org_by_code(session: Session, code: str) -> Organisation:
-    org = session.exec(select(Organisation).where(Organisation.code == code)).first()
-    if org is None:
-        raise NotFound(N_("Unknown organisation: %(org)s"), field="org", org=code)
-    return org
 
 
 def create_user(session: Session, email: str, password: str, role: str, org_id: int | None,
@@ -64,12 +46,8 @@ def create_user(session: Session, email: str, password: str, role: str, org_id: 
     session.flush()
     if org is not None:
         # Named by the platform admin (CLI, demo data): an active membership; User.org_id follows it.
-        from hub import membership
-
         membership.grant(session, user, org, record=False)
     else:
-        from hub import membership
-
         membership.link_invitations(session, user)
     return user
 

@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import date, datetime
 from functools import wraps
 from math import ceil
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (Flask, Response, abort, current_app, flash, g, jsonify, make_response, redirect, render_template,
-                   request, session, url_for)
+                   request, session)
 from flask_babel import get_locale, gettext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -23,9 +23,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 from werkzeug.routing import IntegerConverter
+from werkzeug.wrappers import Response as BaseResponse
 
 from hub import tokens
-from hub.cache import VersionedCache, changes, data_version
+from hub.cache import Scope, VersionedCache, changes, versions
 from hub.db import get_engine
 from hub.errors import DomainError, N_
 from hub.models import User, utcnow
@@ -66,19 +67,23 @@ def db() -> Session:
 RESPONSES = VersionedCache("responses", max_entries=512, max_bytes=64 * 1024 * 1024)
 
 
-def cached_response(build: Callable[[], tuple[Any, datetime | None]], vary: Hashable | None = None) -> Any:
-    """The view's response, kept in memory while the data (hub.cache.data_version) and the clock rules hold.
+def cached_response(build: Callable[[], tuple[Any, datetime | None]], vary: Hashable | None = None,
+                    depends: Iterable[Scope] | None = None) -> Any:
+    """The view's response, kept in memory while the data of the scopes it `depends` on (hub.cache.versions)
+    and the clock rules hold.
 
     `build()` renders the response and says when its clock-based rules next change (or None). Without
     `vary` only anonymous GETs with no pending message are cached (a page's menu shows who is logged in);
     with `vary` the caller promises the body depends on nothing else than the URL, the locale and `vary`
-    (e.g. a JSON body for one visibility class or one user). Nothing is kept from a build that touched the
-    session or made a CSRF token, or answered with a cookie or a status other than 200/400.
+    (e.g. a JSON body for one visibility class or one user). `depends` must name every scope the build
+    reads (tests/hub/test_cache_scopes.py checks); the default, every scope, is always right but drops the
+    entry on any write a cached page could read. Nothing is kept from a build that touched the session or
+    made a CSRF token, or answered with a cookie or a status other than 200/400.
     """
     if request.method != "GET" or (vary is None and (current_user.is_authenticated or "_flashes" in session)):
         return build()[0]
     key = (request.endpoint, request.full_path, str(get_locale()), vary)
-    version = request_version()
+    version = request_version(depends)
     hit = RESPONSES.get(key, version, utcnow())
     if hit is not None:
         body, status, headers = hit
@@ -96,19 +101,27 @@ def cached_response(build: Callable[[], tuple[Any, datetime | None]], vary: Hash
     return response
 
 
-def request_version() -> Hashable:
-    """hub.cache.data_version of the request's session, read once while the session has not written."""
+def request_version(depends: Iterable[Scope] | None = None) -> Hashable:
+    """hub.cache.versions of these scopes (None: every scope) for the request's session, read once per set
+    of scopes while the session has not written."""
     session = db()
-    memo = g.get("hub_data_version")
-    if memo is not None and memo[0] == changes(session) and not (session.new or session.dirty or session.deleted):
-        return memo[1]
-    version = data_version(session)
-    g.hub_data_version = (changes(session), version)
+    scopes = None if depends is None else frozenset(depends)
+    memo: dict[frozenset[Scope] | None, Hashable] | None = None
+    if g.get("hub_versions_at") == changes(session) and not (session.new or session.dirty or session.deleted):
+        memo = g.get("hub_versions")
+    if memo is None:
+        memo = g.hub_versions = {}
+        g.hub_versions_at = changes(session)
+    version = memo.get(scopes)
+    if version is None:
+        version = memo[scopes] = versions(session, scopes)
     return version
 
 
-# Who a session cookie or an API token stands for, as a detached copy of the User row (per data version).
+# Who a session cookie or an API token stands for, as a detached copy of the User row (per version of
+# USER_SCOPES: the row is all it holds).
 USERS = VersionedCache("users", max_entries=4096, max_bytes=4096)
+USER_SCOPES = ("user",)
 
 
 def _known_user(key: Hashable, load: Callable[[Session], User | None]) -> User | None:
@@ -118,7 +131,7 @@ def _known_user(key: Hashable, load: Callable[[Session], User | None]) -> User |
     persistent User of its own session, exactly as if it had been read.
     """
     session = db()
-    version = request_version()
+    version = request_version(USER_SCOPES)
     known = USERS.get(key, version)
     if known is not None:
         return session.merge(known, load=False)
@@ -131,8 +144,9 @@ def _known_user(key: Hashable, load: Callable[[Session], User | None]) -> User |
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# What an API token stands for, per data version (keyed by its sha256, never the token itself).
+# What an API token stands for, per version of its table (keyed by its sha256, never the token itself).
 TOKENS = VersionedCache("tokens", max_entries=4096, max_bytes=4096)
+TOKEN_SCOPES = ("apitoken",)
 
 
 def _active_user(user_id: int) -> User | None:
@@ -147,7 +161,7 @@ def _active_user(user_id: int) -> User | None:
 
 def _known_token(token: str) -> tokens.TokenInfo | None:
     key = hashlib.sha256(token.encode()).digest()
-    version = request_version()
+    version = request_version(TOKEN_SCOPES)
     info = TOKENS.get(key, version)
     if info is None:
         info = tokens.lookup(db(), token)
@@ -438,6 +452,27 @@ def init_web(app: Flask) -> None:
 
 def flash_error(err: DomainError) -> None:
     flash(translate_error(err), "error")
+
+
+T = TypeVar("T")
+
+
+def button_post(call: Callable[[], T], redirect_to: str, ok_msg: str | Callable[[T], str] | None,
+                error_to: str | None = None) -> BaseResponse:
+    """A button's POST: run one service call, flash its success or its refusal, redirect.
+
+    `ok_msg` is the translated success message, or a function of the call's result giving it (None: no
+    message); a refusal is rolled back, flashed and sent to `error_to` (default `redirect_to`).
+    """
+    try:
+        result = call()
+    except DomainError as err:
+        db().rollback()
+        flash_error(err)
+        return redirect(error_to or redirect_to)
+    if ok_msg is not None:
+        flash(ok_msg(result) if callable(ok_msg) else ok_msg, "success")
+    return redirect(redirect_to)
 
 
 # What browsers drop before parsing a URL: tab, CR and LF anywhere; C0 controls and spaces at either end.

@@ -1,6 +1,7 @@
 """Scenario, application, review and filter forms; the services hold the rules, the forms mirror limits."""
 from __future__ import annotations
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
@@ -20,7 +21,6 @@ def _text(limit_field: str, limits: dict[str, tuple[bool, int]]) -> list:  # typ
 
 
 def industry_choices(blank: str | None = None) -> list[tuple[str, str]]:
-    from flask_babel import gettext
 
     choices = [(key, gettext(label)) for key, label in INDUSTRY_LABELS.items()]
     return ([("", blank)] if blank is not None else []) + choices
@@ -91,6 +91,5 @@ class FilterForm(FlaskForm):
 
 
 def status_choices(blank: str) -> list[tuple[str, str]]:
-    from flask_babel import gettext
 
     return [("", blank)] + [(key, gettext(label)) for key, label in SCENARIO_STATUS_LABELS.items()]

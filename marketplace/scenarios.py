@@ -288,6 +288,25 @@ def change_status(session: Session, actor: User, scenario_id: int, to_status: st
     return scenario
 
 
+def award_by_challenge(session: Session, actor: User, scenario_id: int, note: str) -> None:
+    """A 揭榜挂帅 challenge on this scenario named its winner: the scenario is awarded, through the status machine
+    where it allows it, else directly (its award normally follows an accepted application, which a challenge does
+    not create) with an event saying why. The caller commits."""
+    scenario = session.get(Scenario, scenario_id)
+    if scenario is None or scenario.status == S.AWARDED:
+        return
+    # Services refuse before they change anything, so a refusal leaves the caller's work intact.
+    try:
+        change_status(session, actor, scenario_id, S.AWARDED, note=note)
+        return
+    except DomainError:
+        pass
+    previous = scenario.status
+    scenario.status, scenario.updated_at = S.AWARDED, utcnow()
+    session.add(scenario)
+    _event(session, scenario, actor, previous, S.AWARDED, note + " — set by the challenge's sign-off")
+
+
 def history(session: Session, scenario_id: int) -> list[ScenarioEvent]:
     return list(session.exec(select(ScenarioEvent).where(ScenarioEvent.scenario_id == scenario_id)
                              .order_by(ScenarioEvent.at, ScenarioEvent.id)))

@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
-from flask_babel import gettext
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import get_locale, gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
@@ -15,10 +25,23 @@ from hub.web import Page, cached_response, db, login_required, page_arg, role_re
 from marketplace import applications as apps
 from marketplace import scenarios
 from marketplace.attachments import ALLOWED_LABEL, MAX_FILES, AttachmentStore, Upload
-from marketplace.forms import (ApplyForm, FilterForm, ReviewForm, ScenarioForm, StatusForm, industry_choices,
-                               status_choices)
-from marketplace.models import (APPLICATION_STATUS_LABELS, INDUSTRY_LABELS, SCENARIO_STATUS_LABELS, SYSTEM_NOTES,
-                                Application, Scenario)
+from marketplace.forms import (
+    ApplyForm,
+    FilterForm,
+    ReviewForm,
+    ScenarioForm,
+    StatusForm,
+    industry_choices,
+    status_choices,
+)
+from marketplace.models import (
+    APPLICATION_STATUS_LABELS,
+    INDUSTRY_LABELS,
+    SCENARIO_STATUS_LABELS,
+    SYSTEM_NOTES,
+    Application,
+    Scenario,
+)
 
 bp = Blueprint("marketplace", __name__)
 api = Blueprint("marketplace_api", __name__, url_prefix="/api/v1")
@@ -88,7 +111,6 @@ def _filter_form() -> FilterForm:
 
 
 def _is_zh() -> bool:
-    from flask_babel import get_locale
 
     return str(get_locale()).startswith("zh")
 
@@ -120,9 +142,13 @@ def home_page() -> str:
 
 
 # ---------------------------------------------------------------- browse
+# The cache scopes (hub.cache) the scenario lists read: the scenarios and the cities they belong to.
+BROWSE_SCOPES = ("scenario", "organisation")
+
+
 @bp.get("/scenarios")
 def index():
-    return cached_response(_index)
+    return cached_response(_index, depends=BROWSE_SCOPES)
 
 
 def _index() -> tuple[Any, None]:
@@ -372,7 +398,7 @@ def scenario_json(s: Scenario, city: Organisation | None, full: bool = False) ->
 @api.get("/scenarios")
 def api_scenarios():
     # The list depends on the viewer only through what they may see (drafts of their own city, or all).
-    return cached_response(_api_scenarios, vary=scenarios.visibility_class(viewer()))
+    return cached_response(_api_scenarios, vary=scenarios.visibility_class(viewer()), depends=BROWSE_SCOPES)
 
 
 def _api_scenarios() -> tuple[Any, None]:

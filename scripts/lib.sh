@@ -77,8 +77,9 @@ venv_works() {
     [ -x "$HUB_VENV/bin/python" ] && "$HUB_VENV/bin/python" -c 'import sys' >/dev/null 2>&1
 }
 
-# ensure_venv EXTRA: a working .venv with `pip install -e .[EXTRA]` (EXTRA may be empty).
-# A stamp holding pyproject.toml's hash skips pip when nothing changed; a "test" install also
+# ensure_venv EXTRA: a working .venv with `pip install -e .[EXTRA] -e ./client` (EXTRA may be empty;
+# ./client is the team's `hub-submit`, on PATH for the tests and the demo).
+# A stamp holding both pyproject.toml files' hash skips pip when nothing changed; a "test" install also
 # satisfies a plain one.
 ensure_venv() {
     local extra="${1:-}" py spec stamp_dir hash
@@ -94,7 +95,7 @@ ensure_venv() {
         fi
     fi
     stamp_dir="$HUB_VENV/.hub-installed"
-    hash="$(sha256sum "$HUB_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    hash="$(cat "$HUB_ROOT/pyproject.toml" "$HUB_ROOT/client/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp_dir/${extra:-base}" ] && [ "$(cat "$stamp_dir/${extra:-base}")" = "$hash" ]; then
         return 0
     fi
@@ -102,8 +103,10 @@ ensure_venv() {
         return 0
     fi
     spec="."; [ -n "$extra" ] && spec=".[$extra]"
-    say "installing Python packages into .venv (pip install -e '$spec')"
+    say "installing Python packages into .venv (pip install -e '$spec' -e ./client)"
     run_logged pip-install "$HUB_VENV/bin/python" -m pip install -q --no-input -e "$HUB_ROOT/$spec" || return 1
+    # Second, on its own: reinstalling an older root package (which shipped bin/hub-submit) removes that file.
+    run_logged pip-install-client "$HUB_VENV/bin/python" -m pip install -q --no-input -e "$HUB_ROOT/client" || return 1
     mkdir -p "$stamp_dir"
     echo "$hash" >"$stamp_dir/${extra:-base}"
 }

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -180,6 +182,78 @@ def docker_client():  # type: ignore[no-untyped-def]
     except Exception as err:  # noqa: BLE001
         require(False, f"Docker engine ({err.__class__.__name__})")
     return client
+
+
+class LocalRegistry:
+    """A private docker-registry process (Debian's) on a free 127.0.0.1 port, filesystem storage under `workdir`.
+
+    Deletes are enabled (manifests are deleted by digest); `config_path` is what garbage-collect reads.
+    """
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary, self.workdir = binary, workdir
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        self.config_path = workdir / "config.yml"
+        self.config_path.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.address}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: float = 15) -> None:
+        self.proc = subprocess.Popen([self.binary, "serve", str(self.config_path)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        require(False, "docker-registry (did not start)")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def make_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], LocalRegistry]]:
+    """`make_registry() -> LocalRegistry`, not started: a registry of the test's own (to stop it for GC)."""
+    binary = shutil.which("docker-registry")
+    require(binary is not None, "docker-registry (Debian package docker-registry)")
+    made: list[LocalRegistry] = []
+
+    def make() -> LocalRegistry:
+        made.append(LocalRegistry(str(binary), tmp_path_factory.mktemp("registry")))
+        return made[-1]
+
+    yield make
+    for reg in made:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(make_registry: Callable[[], LocalRegistry]) -> LocalRegistry:
+    """The session's docker-registry, started (shared: use a repository of the test's own)."""
+    reg = make_registry()
+    reg.start()
+    return reg
+
+
+@pytest.fixture(scope="session")
+def registry_url(registry: LocalRegistry) -> str:
+    """`http://127.0.0.1:PORT` of the session's docker-registry."""
+    return registry.url
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import socket
 import subprocess
 from collections.abc import Mapping
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from evaluator.quota.models import Device
 from hub.models import utcnow
@@ -159,3 +159,12 @@ def report_node(session: Session, env: Mapping[str, str] | None = None) -> list[
     found = node_inventory(env)
     register_node(session, node_name(env), found)
     return found
+
+
+def free_devices(session: Session, accel_class: str, nodes: list[str]) -> int:
+    """Active devices of a class on these nodes that no lease holds."""
+    if not nodes:
+        return 0
+    return int(session.exec(select(func.count(Device.id)).where(
+        Device.accel_class == accel_class, Device.active == True, Device.lease_id == None,  # noqa: E711,E712
+        Device.node.in_(nodes))).one())  # type: ignore[attr-defined]

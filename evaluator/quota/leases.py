@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -160,6 +160,26 @@ def release(session: Session, lease_id: int) -> None:
     session.commit()
 
 
+def release_many(session: Session, *, attempts: list[tuple[int, int]] | None = None,
+                 lease_ids: list[int] | None = None) -> list[int]:
+    """End the active leases of these (submission id, attempt) pairs, or with these ids, in one statement each
+    for the leases and their devices; committed; returns the ids of the leases ended."""
+    if not attempts and not lease_ids:
+        return []
+    now = utcnow()
+    stmt = update(Lease).where(Lease.released_at == None)  # noqa: E711
+    if attempts:
+        stmt = stmt.where(tuple_(Lease.submission_id, Lease.attempt).in_(attempts))
+    if lease_ids:
+        stmt = stmt.where(col(Lease.id).in_(lease_ids))
+    ended = [row[0] for row in session.execute(stmt.values(released_at=now, end_reason="released")
+                                               .returning(Lease.id)).all()]
+    if ended:
+        session.exec(update(Device).where(col(Device.lease_id).in_(ended)).values(lease_id=None))  # type: ignore[call-overload]
+    session.commit()
+    return ended
+
+
 def expire_stale(session: Session, now: datetime | None = None) -> int:
     """End leases whose heartbeat stopped (a dead worker) and free their devices; returns how many."""
     now = now or utcnow()
@@ -175,3 +195,15 @@ def expire_stale(session: Session, now: datetime | None = None) -> int:
 
 def active_leases(session: Session) -> list[Lease]:
     return list(session.exec(select(Lease).where(Lease.released_at == None).order_by(Lease.acquired_at)))  # noqa: E711
+
+
+def release_attempt(session: Session, submission_id: int, attempt: int) -> list[int]:
+    """End the leases still held by one attempt (its worker is gone); returns their ids."""
+    return release_many(session, attempts=[(submission_id, attempt)])
+
+
+def attempt_ended(session: Session, submission_id: int, attempt: int) -> bool:
+    """Whether this attempt had a lease that has ended (released or expired): it can never get one back."""
+    lease = session.exec(select(Lease).where(Lease.submission_id == submission_id, Lease.attempt == attempt)
+                         .execution_options(populate_existing=True)).first()
+    return lease is not None and lease.released_at is not None

@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +9,7 @@ from typing import Any
 import pytest
 
 from evaluator import images
-from tests.conftest import require
+from tests.conftest import LocalRegistry, require
 
 
 @pytest.fixture(scope="session")
@@ -58,40 +53,27 @@ def docker_tar(docker_client: Any) -> Callable[[Path, str], Path]:
     return save
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
-def local_registry(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's docker-registry on a free 127.0.0.1 port with a temp storage dir; yields "127.0.0.1:PORT"."""
-    binary = shutil.which("docker-registry")
-    require(binary is not None, "docker-registry (Debian package)")
-    workdir = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen([str(binary), "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    ready = False
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://{address}/v2/", timeout=1) as resp:
-                ready = resp.status == 200
-                break
-        except OSError:
-            time.sleep(0.1)
-    try:
-        require(ready, "docker-registry (did not start)")
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def local_registry(docker_client: Any, registry: LocalRegistry) -> str:
+    """The session's docker-registry (tests/conftest.py) as image references name it: "127.0.0.1:PORT"."""
+    return registry.address
+
+
+@pytest.fixture
+def center(make_registry: Callable[[], LocalRegistry]) -> Iterator[LocalRegistry]:
+    """The center's registry uploads are pushed to, of this test alone (so its manifests and blobs are the test's)."""
+    reg = make_registry()
+    reg.start()
+    yield reg
+    reg.stop()
+
+
+def manifests(reg: LocalRegistry, repository: str) -> set[str]:
+    """The manifest digests `repository` holds, read from the registry's storage (a deleted one is unlinked)."""
+    revisions = reg.workdir / "data/docker/registry/v2/repositories" / repository / "_manifests/revisions/sha256"
+    return {f"sha256:{p.parent.name}" for p in revisions.glob("*/link")}
+
+
+def blobs(reg: LocalRegistry) -> set[str]:
+    """Every blob digest in the registry's storage (layers and configs, referenced or not)."""
+    return {f"sha256:{p.parent.name}" for p in (reg.workdir / "data/docker/registry/v2/blobs/sha256").glob("*/*/data")}

@@ -58,11 +58,13 @@ def ended(session: Session, submission_id: int) -> Submission | None:
     return sub if sub.status in ("scored", "failed", "cancelled") else None
 
 
-def pipeline_env(db_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+def pipeline_env(db_url: str, redis_url: str, tmp_path: Path, registry_url: str = "", **extra: str) -> dict[str, str]:
+    """A node's environment; `registry_url`: the center's registry it pulls uploads from (HUB_REGISTRY_URL)."""
     env = dict(os.environ)
     env.update({"DATABASE_URL": db_url, "REDIS_URL": redis_url, "HUB_DATA_DIR": str(tmp_path / "data"),
                 "HUB_INSTANCE": str(tmp_path / "instance"), "SECRET_KEY": "test-secret",
-                "HUB_WORKER_DEAD_AFTER": "4", "NVIDIA_SMI": "", "PYTHONUNBUFFERED": "1"})
+                "HUB_WORKER_DEAD_AFTER": "4", "NVIDIA_SMI": "", "PYTHONUNBUFFERED": "1",
+                "HUB_REGISTRY_URL": registry_url})
     env.update(extra)
     return env
 

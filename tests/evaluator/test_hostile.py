@@ -17,11 +17,11 @@ from typing import Any
 
 import docker.errors
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from challenges.models import Submission
-from evaluator import intake, sandbox, state, submit
-from evaluator.models import WorkerNode
+from evaluator import intake, queues, sandbox, state, submit
+from evaluator.nodes import live_names
 from tests.evaluator import hostile
 from tests.evaluator.pipeline import Nodes, ended, pipeline_env, tagged, wait_for
 from tests.factories import make_eval_setup
@@ -51,11 +51,10 @@ def hostile_env(db_url: str, redis_url: str, docker_client: Any,
 
 
 @pytest.fixture
-def env(hostile_env: SimpleNamespace, session: Session) -> SimpleNamespace:
-    # Each test's clean-up wipes the tables, the node's row too; its next heartbeat (≤ 2 s) writes it back.
+def env(hostile_env: SimpleNamespace, redis_url: str) -> SimpleNamespace:
+    # A node is live while its beat is in Redis (evaluator.nodes); the tables' clean-up does not touch it.
     assert hostile_env.node.proc.poll() is None, hostile_env.nodes.logs()
-    wait_for(lambda: session.exec(select(WorkerNode).where(WorkerNode.name == "hostile-node")
-                                  .execution_options(populate_existing=True)).first(), 15, what="the node's heartbeat")
+    wait_for(lambda: "hostile-node" in live_names(queues.connect(redis_url)), 15, what="the node's heartbeat")
     return hostile_env
 
 
@@ -233,8 +232,7 @@ def test_fork_storm_beside_a_well_behaved_run(env, session, redis_url, docker_cl
     normally, and the two ran under different uids, so no per-uid budget (RLIMIT_NPROC …) was shared."""
     second = env.nodes.start("hostile-node-2", reaper_interval=0.5)
     try:
-        wait_for(lambda: session.exec(select(WorkerNode).where(WorkerNode.name == "hostile-node-2")
-                                      .execution_options(populate_existing=True)).first(), 15,
+        wait_for(lambda: "hostile-node-2" in live_names(queues.connect(redis_url)), 15,
                  what="the second node's heartbeat")
         setup = make_eval_setup(session, tmp_path, truth=hostile.TRUTH, time_limit_s=20, memory_mb=256)
         storm_image = tagged(docker_client, busybox_image("#!/bin/sh\n" + hostile.STORM))

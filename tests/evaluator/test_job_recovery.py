@@ -10,7 +10,8 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from challenges.models import Submission
-from evaluator import jobs, queues, reaper, seams, state, submit
+from evaluator import jobs, queues, reaper, state, submit
+from evaluator.quota import inventory, leases
 from evaluator.quota.models import Lease
 from evaluator.worker import NodeWorker
 from hub.models import utcnow
@@ -38,18 +39,18 @@ def _runtime(db_url: str, redis_url: str, tmp_path: Path, devices: list[dict]) -
 def _retried_attempt_whose_lease_ended(session, tmp_path):  # type: ignore[no-untyped-def]
     """A GPU submission whose attempt 1 failed once for the platform (RQ will retry it) after its lease ended."""
     setup = make_eval_setup(session, tmp_path, accelerators=1, accelerator_class="fake-gpu")
-    devices = seams.parse_accelerators("fake-gpu:1", NODE)
-    seams.register_node(session, NODE, devices)
+    devices = inventory.parse_accelerators("fake-gpu:1", NODE)
+    inventory.register_node(session, NODE, devices)
     session.commit()
     sub = submit.submit_image_id(session, slug=setup.challenge.slug, user=setup.users[0], image_id=IMAGE,
                                  image_ref="m", redis_url=None)
     assert state.mark_dispatched(session, sub.id, 0, "eval-fake-gpu") == 1
     assert state.claim(session, sub.id, 1, NODE)
-    lease = seams.acquire_lease(session, submission_id=sub.id, attempt=1, challenge_id=setup.challenge.id,
+    lease = leases.acquire(session, submission_id=sub.id, attempt=1, challenge_id=setup.challenge.id,
                                 accel_class="fake-gpu", count=1, node=NODE, ttl_s=60)
     assert lease is not None
     assert state.retry_later(session, sub.id, 1)       # the first try failed; RQ runs the same job again…
-    seams.release_lease(session, lease.id)               # …but the lease ended meanwhile (expiry, a sweep)
+    leases.release(session, lease.id)               # …but the lease ended meanwhile (expiry, a sweep)
     return sub, devices
 
 

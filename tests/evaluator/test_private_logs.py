@@ -14,8 +14,8 @@ from challenges.models import Challenge
 from evaluator import submit
 from evaluator.quota.models import LedgerLine
 from hub.models import Role
+from tests.client.test_cli import live_server, run_cli  # noqa: F401 - live_server is a fixture
 from tests.evaluator.pipeline import PERFECT_MODEL, Nodes, ended, pipeline_env, tagged, wait_for
-from tests.evaluator.test_cli import live_server, run_cli  # noqa: F401 - live_server is a fixture
 from tests.factories import add_sample, login, make_eval_setup, make_user
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.slow]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from evaluator import instance, jobs, reaper, sandbox, seams, state, submit
+from evaluator import instance, jobs, reaper, sandbox, state, submit
 from tests.evaluator.pipeline import fresh
 from tests.factories import make_eval_setup
 
@@ -33,7 +33,7 @@ def test_instances_have_their_own_container_names(db_url, monkeypatch):
 
 
 def _container(client: Any, image: str, tmp_path: Path, name: str, labels: dict[str, str]) -> str:
-    spec = seams.sandbox_spec(name=name, image_id=image, input_dir=None, output_dir=tmp_path / name,
+    spec = sandbox.spec_for(name=name, image_id=image, input_dir=None, output_dir=tmp_path / name,
                               time_limit_s=300, memory_mb=32, cpus=0.1, device_ids=[], log_max_bytes=4096,
                               labels=labels)
     container = sandbox.create(client, spec)

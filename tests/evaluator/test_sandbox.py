@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from evaluator import sandbox, seams
+from evaluator import sandbox
 from evaluator.sandbox import SandboxSpec
 from tests.evaluator.hostile import engine_volumes, open_dirs_layer
 
@@ -149,7 +149,7 @@ def test_a_larger_tmp_does_not_raise_the_single_file_cap(docker_client, busybox_
 
 def test_the_pipeline_keeps_tmp_within_half_the_memory_limit(tmp_path):
     def spec(memory_mb: int) -> SandboxSpec:
-        return seams.sandbox_spec(name="hub-x", image_id="sha256:" + "a" * 64, input_dir=None,
+        return sandbox.spec_for(name="hub-x", image_id="sha256:" + "a" * 64, input_dir=None,
                                   output_dir=tmp_path / "out", time_limit_s=10, memory_mb=memory_mb, cpus=1.0,
                                   device_ids=["FAKE-gpu-0", "GPU-1"], log_max_bytes=1024)
 

@@ -20,10 +20,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.redis]
 
 
 @pytest.fixture
-def eval_app(app_config, redis_url, redis_conn, tmp_path):  # type: ignore[no-untyped-def]
+def eval_app(app_config, redis_url, redis_conn, registry_url, tmp_path):  # type: ignore[no-untyped-def]
     from app import create_app
 
-    return create_app({**app_config, "REDIS_URL": redis_url, "MAX_IMAGE_BYTES": 8 * 1024 * 1024})
+    # Uploads go to the center's registry (the session's docker-registry).
+    return create_app({**app_config, "REDIS_URL": redis_url, "MAX_IMAGE_BYTES": 8 * 1024 * 1024,
+                       "REGISTRY_URL": registry_url})
 
 
 @pytest.fixture
@@ -41,7 +43,8 @@ def token_for(session, user) -> str:  # type: ignore[no-untyped-def]
     return token
 
 
-def test_api_upload_with_a_token_queues_a_pinned_submission(session, http, tmp_path, redis_conn, docker_client):
+def test_api_upload_with_a_token_queues_a_pinned_submission(session, http, tmp_path, redis_conn, docker_client,
+                                                             registry):
     setup = make_eval_setup(session, tmp_path)
     token = token_for(session, setup.users[0])
     tar = model_tar(tmp_path)
@@ -57,10 +60,12 @@ def test_api_upload_with_a_token_queues_a_pinned_submission(session, http, tmp_p
     assert body["status"] == "queued" and body["position"] == 1
     assert body["log_url"].endswith(f"/api/v1/submissions/{body['id']}/log")
     sub = fresh(session, body["id"])
+    # What a node pulls: the team's repository in the center's registry, by manifest digest.
     assert sub.image_id == expected_id and sub.image_source == "upload" and sub.image_ref == "model.tar"
+    assert sub.image_pull.startswith(f"{registry.address}/team-{setup.team.id}/sub@sha256:")
     assert sub.job_id == f"sub-{sub.id}-a1"
     assert redis_conn.exists(f"rq:job:sub-{sub.id}-a1")
-    assert (Path(tmp_path / "data" / "images") / f"{expected_id[7:]}.tar").exists()   # kept for other nodes
+    assert not (Path(tmp_path / "data") / "images").exists()   # no archive kept: the registry holds it
 
 
 def test_api_refuses_a_tar_with_a_path_traversal_member(session, http, tmp_path):
@@ -141,6 +146,7 @@ def test_web_form_upload_and_xhr_upload(session, http, tmp_path):
     body = resp.get_json()
     assert body["url"].endswith(f"/submissions/{body['id']}") and body["position"] == 2
     assert fresh(session, body["id"]).image_ref == "mödel.tar"
+    assert fresh(session, body["id"]).image_pull == first.image_pull   # the same image: the same manifest
 
 
 def test_submit_page_says_why_a_team_cannot_submit(session, http, tmp_path):
@@ -226,3 +232,19 @@ def test_api_takes_an_image_from_the_centers_registry_pinned_by_digest(session, 
     assert sub.image_source == "registry" and sub.image_id == image_id
     assert sub.image_ref.startswith(f"{repo}@sha256:")     # pinned by digest, not by the tag
     assert sub.status == "queued"
+
+
+def test_a_submission_is_one_document_wherever_it_is_read(session, http, tmp_path):
+    """POST …/submissions, GET /submissions/<id> and its /log answer the same fields (the log adds `log`)."""
+    setup = make_eval_setup(session, tmp_path)
+    auth = {"Authorization": f"Bearer {token_for(session, setup.users[0])}", "Accept-Language": "en"}
+    with model_tar(tmp_path).open("rb") as fh:
+        created = http.post(f"/api/v1/challenges/{setup.challenge.slug}/submissions", headers=auth,
+                            data={"image": (fh, "m.tar")}, content_type="multipart/form-data").get_json()
+    read = http.get(f"/api/v1/submissions/{created['id']}", headers=auth).get_json()
+    tail = http.get(f"/api/v1/submissions/{created['id']}/log", headers=auth).get_json()
+    assert set(created) == set(read) == set(tail) - {"log"}
+    for body in (created, read, tail):
+        assert (body["status"], body["position"], body["done"], body["primary_score"]) == ("queued", 1, False, None)
+        assert body["url"].endswith(f"/submissions/{created['id']}") and body["wait_text"]
+    assert http.get(f"/api/v1/submissions/{created['id']}", headers=auth).get_json()["position"] == 1

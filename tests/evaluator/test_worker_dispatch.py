@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from challenges.models import Outcome
-from evaluator import dispatch, queues, reaper, state, submit
+from evaluator import dispatch, nodes, queues, reaper, state, submit
 from evaluator.models import WorkerNode
 from hub.errors import Conflict
 from tests.evaluator.pipeline import fresh
@@ -19,9 +19,11 @@ def waiting_submission(session, setup):  # type: ignore[no-untyped-def]
                                   image_id="sha256:" + "1" * 64, image_ref="m", redis_url=None)
 
 
-def live_node(session, name: str, classes=("cpu",)) -> None:  # type: ignore[no-untyped-def]
+def live_node(session, conn, name: str, classes=("cpu",)) -> None:  # type: ignore[no-untyped-def]
+    """A node registered in the database that beats in Redis (evaluator.nodes)."""
     session.add(WorkerNode(name=name, queues=list(classes)))
     session.commit()
+    nodes.beat(conn, name, list(classes), [])
 
 
 def test_a_busy_challenge_cannot_starve_another(session, tmp_path, redis_conn):
@@ -29,8 +31,8 @@ def test_a_busy_challenge_cannot_starve_another(session, tmp_path, redis_conn):
     quiet = make_eval_setup(session, tmp_path)
     flood = [waiting_submission(session, busy) for _ in range(6)]
     late = [waiting_submission(session, quiet) for _ in range(2)]
-    live_node(session, "w1")
-    live_node(session, "w2")
+    live_node(session, redis_conn, "w1")
+    live_node(session, redis_conn, "w2")
 
     # Two workers: the queue holds at most three jobs; slots alternate between the challenges.
     sent = dispatch.feed(session, redis_conn)
@@ -39,9 +41,9 @@ def test_a_busy_challenge_cannot_starve_another(session, tmp_path, redis_conn):
     assert dispatch.feed(session, redis_conn) == []          # full: nothing more until a slot frees
 
     # The quiet challenge's second submission is next in line, ahead of the flood's backlog.
-    info = dispatch.queue_position(session, late[1].id)
+    info = dispatch.queue_position(session, late[1].id, redis_conn)
     assert info.position == 4 and info.workers == 2 and info.est_wait_s is not None
-    assert dispatch.queue_position(session, flood[5].id).position == 8
+    assert dispatch.queue_position(session, flood[5].id, redis_conn).position == 8
 
     for sub in (flood[0], late[0]):                         # two runs finish
         attempt = fresh(session, sub.id).attempt

@@ -5,6 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+from hub.cache import missing_triggers
 from hub.db import normalize_url
 from hub.migrate import upgrade
 from hub.models_registry import load_all
@@ -32,8 +33,10 @@ def test_upgrade_from_empty_matches_models(db_url, tmp_path):
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), load_all().metadata)
         tables = set(inspect(conn).get_table_names())
+        untracked = missing_triggers(conn)
     assert "alembic_version" in tables
     assert diffs == []
+    assert untracked == [], "tables whose writes would not invalidate the page caches"
     if not db_url.startswith("sqlite"):
         with create_engine(normalize_url(db_url)).begin() as conn:
             conn.execute(text("DROP SCHEMA migcheck CASCADE"))

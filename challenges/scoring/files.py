@@ -14,8 +14,8 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from evaluator import metrics as metric_registry
-from evaluator.metrics import MetricError
+from challenges.scoring import metrics as metric_registry
+from challenges.scoring.metrics import MetricError
 from hub.errors import N_
 
 MiB = 1024 * 1024

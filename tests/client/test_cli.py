@@ -1,6 +1,7 @@
-"""The team CLI against a live server (a real HTTP server and a real worker node)."""
+"""hub-submit (client/) against a live server: a real HTTP server and a real worker node."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -29,8 +30,10 @@ def live_server(app_config, redis_url, redis_conn):  # type: ignore[no-untyped-d
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evaluator.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    """Run hub-submit as a team would: its own process, only the client on its path (besides the venv's own)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "client")}
+    return subprocess.run([sys.executable, "-m", "hub_submit.cli", *args], cwd=ROOT / "client", env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_cli_saves_uploads_and_follows_a_submission(session, db_url, redis_url, tmp_path, live_server,

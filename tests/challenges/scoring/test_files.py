@@ -9,9 +9,9 @@ import pytest
 from babel.messages.pofile import read_po
 from sklearn import metrics as skm
 
-from evaluator.scoring import OutputError, TruthError, check_truth, score_file
+from challenges.scoring.files import OutputError, TruthError, check_truth, score_file
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_every_error_carries_a_translated_msgid_and_its_params(tmp_path: Path, t
 def test_the_catalogue_translates_every_message_of_both_modules(zh_catalogue: dict[str, str]) -> None:
     import ast
 
-    for module in ("evaluator/metrics.py", "evaluator/scoring.py"):
+    for module in ("challenges/scoring/metrics.py", "challenges/scoring/files.py"):
         tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "N_":
@@ -317,7 +317,7 @@ def test_the_scorer_and_the_registry_load_without_flask_the_database_or_numpy() 
     import subprocess
     import sys
 
-    probe = ("import sys, evaluator.metrics, evaluator.scoring; "
+    probe = ("import sys, challenges.scoring.metrics, challenges.scoring.files; "
              "print(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'flask', 'sqlmodel', 'sqlalchemy', 'numpy', 'sklearn', 'docker', 'rq', 'redis'}))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)

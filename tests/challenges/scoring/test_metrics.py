@@ -7,8 +7,8 @@ import random
 import pytest
 from sklearn import metrics as skm
 
-from evaluator import metrics
-from evaluator.metrics import (REGISTRY, MetricError, accuracy, auc, average_precision, average_precision_at_k,
+from challenges.scoring import metrics
+from challenges.scoring.metrics import (REGISTRY, MetricError, accuracy, auc, average_precision, average_precision_at_k,
                                macro_f1, mae, map_at_k, mean_average_precision, rmse)
 
 SEEDS = range(12)

@@ -39,6 +39,7 @@ class Metric:
     direction: str                      # "max": higher is better; "min": lower is better
     kind: str                           # "label" | "number" | "probability" | "ranking": how predictions parse
     compute: Callable[[Sequence[Any], Sequence[Any]], float]
+    precision: int = 4                  # decimals a board shows
 
     @property
     def higher_is_better(self) -> bool:
