@@ -52,7 +52,6 @@ def challenge_cap() -> int:
 
 def live_workers(session: Session, accel_class: str | None = None, conn: Redis | None = None) -> list[nodes.LiveNode]:
     """The live nodes (serving `accel_class` when given), from their Redis keys; none without Redis."""
-    conn = conn if conn is not None else queues.last_connection()
     if conn is None:
         return []
     return nodes.live(conn, accel_class)
@@ -70,7 +69,6 @@ def largest_node(session: Session, accel_class: str, conn: Redis | None = None) 
 
 
 def target_depth(session: Session, accel_class: str, conn: Redis | None = None) -> int:
-    conn = conn if conn is not None else queues.last_connection()
     return (nodes.live_count(conn, accel_class) if conn is not None else 0) + 1
 
 
@@ -352,7 +350,6 @@ def queue_position(session: Session, submission_id: int, conn: Redis | None = No
     sub = state.get(session, submission_id)
     challenge = session.get(Challenge, sub.challenge_id)
     cls = cls_of(challenge.accelerators, challenge.accelerator_class)  # type: ignore[union-attr]
-    conn = conn if conn is not None else queues.last_connection()
     try:
         workers = nodes.live_count(conn, cls) if conn is not None else 0
     except RedisError:

@@ -132,7 +132,7 @@ def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, at
     keep_lease = False
     try:
         if challenge.accelerators > 0:
-            most = _largest_node(session, accel_class, rt)
+            most = _largest_node(session, accel_class, rt, conn)
             if challenge.accelerators > most:
                 state.fail(session, submission_id, Outcome.INFRA_ERROR,
                            f"No worker node has {challenge.accelerators} devices of class {accel_class} "
@@ -180,9 +180,9 @@ def _will_retry() -> bool:
     return bool(job is not None and job.retries_left)
 
 
-def _largest_node(session: Session, accel_class: str, rt: Runtime) -> int:
+def _largest_node(session: Session, accel_class: str, rt: Runtime, conn: Redis) -> int:
     """The most devices of a class that one node has: this one, or another live one."""
-    return max(dispatch.devices_of_class(rt.devices, accel_class), dispatch.largest_node(session, accel_class))
+    return max(dispatch.devices_of_class(rt.devices, accel_class), dispatch.largest_node(session, accel_class, conn))
 
 
 def _not_claimed(session: Session, submission_id: int, attempt: int) -> str:

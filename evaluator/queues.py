@@ -9,7 +9,6 @@ exception, so it is never retried.
 """
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 
@@ -28,22 +27,10 @@ LIVE_LOG_TTL_S = 6 * 3600
 _CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 
 
-_last: list[Redis] = []
-
-
 @lru_cache(maxsize=8)
 def connect(url: str) -> Redis:
     """One client (and pool) per URL per process; redis-py re-creates its pool after a fork."""
-    conn = Redis.from_url(url, health_check_interval=30)
-    _last[:] = [conn]
-    return conn
-
-
-def last_connection() -> Redis | None:
-    """The platform's Redis as this process last connected to it, else REDIS_URL's (for callers not handed one)."""
-    if not _last and os.environ.get("REDIS_URL"):
-        connect(os.environ["REDIS_URL"])
-    return _last[0] if _last else None
+    return Redis.from_url(url, health_check_interval=30)
 
 
 def accel_class_of(accelerators: int, accelerator_class: str) -> str:

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from challenges.models import Challenge, Outcome, Phase, Submission, SubmissionKind, SubmissionStatus, Team
 from challenges.submissions import CHECK_RUNS_PER_DAY
-from evaluator import dispatch, intake, queues, seams
+from evaluator import dispatch, intake, nodes, queues, seams
 from evaluator.registry import PushedImage, RegistryError, RegistryRef, push_image_tar, put_manifest, repository_for
 from hub.errors import DomainError, N_
 from hub.models import User
@@ -88,7 +88,7 @@ def _visible_challenge(session: Session, slug: str, user: User | None) -> Challe
 
 
 def context(session: Session, slug: str, user: User, kind: str = SubmissionKind.SUBMISSION,
-            check_runs_per_day: int = CHECK_RUNS_PER_DAY) -> SubmitContext:
+            check_runs_per_day: int = CHECK_RUNS_PER_DAY, redis_url: str | None = None) -> SubmitContext:
     challenge = _visible_challenge(session, slug, user)
     phase = seams.current_phase(session, challenge)
     team = seams.team_for_user(session, challenge.id, user.id) if user is not None else None  # type: ignore[arg-type]
@@ -103,9 +103,11 @@ def context(session: Session, slug: str, user: User, kind: str = SubmissionKind.
 
         quota = remaining_seconds(session, team.id, challenge.id)  # type: ignore[arg-type]
     cls = queues.accel_class_of(challenge.accelerators, challenge.accelerator_class)
-    backlog = dispatch.backlogs(session, cls).get(cls, dispatch.Backlog(cls))
-    waiting = len(backlog.waiting) + len(backlog.dispatched)
-    workers = len(dispatch.live_workers(session, cls))
+    waiting = sum(g.waiting + g.dispatched for g in dispatch.groups(session, cls).get(cls, {}).values())
+    try:
+        workers = nodes.live_count(queues.connect(redis_url), cls) if redis_url else 0
+    except RedisError:
+        workers = 0     # the page still says where the team stands; no estimate without the workers
     est = None
     if workers:
         per_run = dispatch.average_runtime(session, cls)
@@ -326,28 +328,3 @@ def _dispatch(session: Session, settings: IntakeSettings, sub: Submission) -> Su
         except RedisError:
             log.warning("Redis is not answering; the reaper dispatches submission %s when it is back", sub.id)
     return session.get(Submission, sub.id, populate_existing=True) or sub
-
-
-# ---------------------------------------------------------------- watching a submission
-def submission_status(session: Session, *, submission_id: int, viewer: User | None,
-                      redis_url: str | None) -> dict[str, Any]:
-    """What the live page shows: status, outcome (msgid), reason, queue position, wait, and the log so far."""
-    sub = seams.get_submission_for_viewer(session, submission_id, viewer)
-    info = dispatch.queue_position(session, sub.id)  # type: ignore[arg-type]
-    readable = seams.can_read_log(session, viewer, sub)
-    # A withheld log is never read, from the row or from the live tail in Redis.
-    text = sub.log_excerpt if readable else ""
-    if readable and sub.status == SubmissionStatus.RUNNING and redis_url:
-        try:
-            text = queues.read_live_log(queues.connect(redis_url), sub.id, sub.attempt).decode(  # type: ignore[arg-type]
-                "utf-8", "replace")
-        except RedisError:
-            text = ""
-    return {
-        "id": sub.id, "kind": sub.kind, "status": sub.status, "outcome": sub.outcome,
-        "outcome_text": seams.describe_outcome(sub.status, sub.outcome),
-        "reason": seams.visible_reason(sub, readable),
-        "exit_code": sub.exit_code, "attempt": sub.attempt, "position": info.position, "workers": info.workers,
-        "est_wait_s": info.est_wait_s, "log": text, "log_withheld": not readable,
-        "done": sub.status in (SubmissionStatus.SCORED, SubmissionStatus.FAILED, SubmissionStatus.CANCELLED),
-    }

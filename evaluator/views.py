@@ -171,7 +171,7 @@ def _render_submit(slug: str) -> str:
         kind = _kind()
     except DomainError:
         kind = SubmissionKind.SUBMISSION
-    ctx = submit.context(db(), slug, current_user, kind, _settings().check_runs_per_day)
+    ctx = submit.context(db(), slug, current_user, kind, _settings().check_runs_per_day, _settings().redis_url)
     return render_template("evaluator/submit.html", ctx=ctx, form=EmptyForm(),
                            check_runs_per_day=_settings().check_runs_per_day,
                            refusal=translate_error(ctx.refusal_error) if ctx.refusal_error else None,

@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Debian packages, by purpose.
-HUB_RUN_PACKAGES=(redis-server busybox-static)
+HUB_RUN_PACKAGES=(redis-server busybox-static docker-registry)
 HUB_TEST_PACKAGES=(redis-server busybox-static postgresql chromium fonts-noto-cjk docker-registry nginx)
 
 say() { printf '==> %s\n' "$*" >&2; }
