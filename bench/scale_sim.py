@@ -18,7 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,66 @@ def median_of(reps: int, before: Callable[[], None], timed: Callable[[], Any], a
     return statistics.median(times)
 
 
+# ---------------------------------------------------------------- the oracle
+# The dispatcher's rule as it was before issue 10, over the whole backlog loaded at once: too slow for a tick at
+# this scale, but the plainest statement of the rule, so every counted position is checked against it.
+def _class_rows(session: Session, accel_class: str | None,
+                statuses: tuple[str, ...]) -> list[tuple[Submission, Challenge]]:
+    stmt = (select(Submission, Challenge).join(Challenge, Challenge.id == Submission.challenge_id)  # type: ignore[arg-type]
+            .where(Submission.status.in_(statuses)).order_by(Submission.id))  # type: ignore[attr-defined]
+    rows = list(session.exec(stmt))
+    if accel_class is None:
+        return rows
+    return [(s, c) for s, c in rows if queues.accel_class_of(c.accelerators, c.accelerator_class) == accel_class]
+
+
+@dataclass
+class Backlog:
+    """Where one accelerator class stands: waiting in the DB, dispatched to Redis, running."""
+
+    accel_class: str
+    waiting: list[Submission] = field(default_factory=list)
+    dispatched: list[Submission] = field(default_factory=list)
+    running: list[Submission] = field(default_factory=list)
+    challenges: dict[int, Challenge] = field(default_factory=dict)
+
+
+def backlogs(session: Session, accel_class: str | None = None) -> dict[str, Backlog]:
+    out: dict[str, Backlog] = {}
+    for sub, ch in _class_rows(session, accel_class, (SubmissionStatus.QUEUED, SubmissionStatus.RUNNING)):
+        cls = queues.accel_class_of(ch.accelerators, ch.accelerator_class)
+        b = out.setdefault(cls, Backlog(cls))
+        b.challenges[ch.id] = ch  # type: ignore[index]
+        if sub.status == SubmissionStatus.RUNNING:
+            b.running.append(sub)
+        elif sub.job_id:
+            b.dispatched.append(sub)
+        else:
+            b.waiting.append(sub)
+    return out
+
+
+def fair_order(backlog: Backlog, cap: int = 0) -> list[Submission]:
+    """The waiting submissions of one class in the order feed() would dispatch them."""
+    inflight: dict[int, int] = defaultdict(int)
+    for sub in backlog.dispatched + backlog.running:
+        inflight[sub.challenge_id] += 1
+    pending: dict[int, list[Submission]] = defaultdict(list)
+    for sub in backlog.waiting:          # already oldest first
+        pending[sub.challenge_id].append(sub)
+    order: list[Submission] = []
+    while pending:
+        eligible = [c for c in pending if not cap or inflight[c] < cap]
+        if not eligible:
+            break
+        cid = min(eligible, key=lambda c: (inflight[c], pending[c][0].id))
+        order.append(pending[cid].pop(0))
+        inflight[cid] += 1
+        if not pending[cid]:
+            del pending[cid]
+    return order
+
+
 def measure(sim: Sim, reps: int, beat_s: float) -> dict[str, str]:
     s, conn = sim.session, sim.conn
     out: dict[str, str] = {}
@@ -208,9 +270,9 @@ def measure(sim: Sim, reps: int, beat_s: float) -> dict[str, str]:
                                               Submission.job_id == "").order_by(Submission.id.desc())).first()  # type: ignore[union-attr]
     positions: list[int | None] = []
     t = median_of(reps, noop, lambda: positions.append(dispatch.queue_position(s, last, conn).position), noop)  # type: ignore[arg-type]
-    cls = next(iter(dispatch.backlogs(s)))
-    backlog = dispatch.backlogs(s, cls)[cls]
-    order = [x.id for x in dispatch.fair_order(backlog)]
+    cls = next(iter(backlogs(s)))
+    backlog = backlogs(s, cls)[cls]
+    order = [x.id for x in fair_order(backlog)]
     sample = order[:: max(1, len(order) // 25)] + [last]
     wrong = [i for i in sample
              if dispatch.queue_position(s, i, conn).position != len(backlog.dispatched) + 1 + order.index(i)]

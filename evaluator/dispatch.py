@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -257,64 +257,6 @@ def _time_limits(session: Session, ids: list[int], gs: dict[int, Group]) -> dict
         return {}
     rows = session.exec(select(Submission.id, Submission.challenge_id).where(col(Submission.id).in_(ids))).all()
     return {sid: gs[cid].time_limit_s for sid, cid in rows}
-
-
-# ---------------------------------------------------------------- whole-backlog views (small queues, tests)
-def _class_rows(session: Session, accel_class: str | None,
-                statuses: tuple[str, ...]) -> list[tuple[Submission, Challenge]]:
-    stmt = (select(Submission, Challenge).join(Challenge, Challenge.id == Submission.challenge_id)  # type: ignore[arg-type]
-            .where(Submission.status.in_(statuses)).order_by(Submission.id))  # type: ignore[attr-defined]
-    rows = list(session.exec(stmt))
-    if accel_class is None:
-        return rows
-    return [(s, c) for s, c in rows if queues.accel_class_of(c.accelerators, c.accelerator_class) == accel_class]
-
-
-@dataclass
-class Backlog:
-    """Where one accelerator class stands: waiting in the DB, dispatched to Redis, running."""
-
-    accel_class: str
-    waiting: list[Submission] = field(default_factory=list)
-    dispatched: list[Submission] = field(default_factory=list)
-    running: list[Submission] = field(default_factory=list)
-    challenges: dict[int, Challenge] = field(default_factory=dict)
-
-
-def backlogs(session: Session, accel_class: str | None = None) -> dict[str, Backlog]:
-    out: dict[str, Backlog] = {}
-    for sub, ch in _class_rows(session, accel_class, (SubmissionStatus.QUEUED, SubmissionStatus.RUNNING)):
-        cls = queues.accel_class_of(ch.accelerators, ch.accelerator_class)
-        b = out.setdefault(cls, Backlog(cls))
-        b.challenges[ch.id] = ch  # type: ignore[index]
-        if sub.status == SubmissionStatus.RUNNING:
-            b.running.append(sub)
-        elif sub.job_id:
-            b.dispatched.append(sub)
-        else:
-            b.waiting.append(sub)
-    return out
-
-
-def fair_order(backlog: Backlog, cap: int = 0) -> list[Submission]:
-    """The waiting submissions of one class in the order feed() would dispatch them."""
-    inflight: dict[int, int] = defaultdict(int)
-    for sub in backlog.dispatched + backlog.running:
-        inflight[sub.challenge_id] += 1
-    pending: dict[int, list[Submission]] = defaultdict(list)
-    for sub in backlog.waiting:          # already oldest first
-        pending[sub.challenge_id].append(sub)
-    order: list[Submission] = []
-    while pending:
-        eligible = [c for c in pending if not cap or inflight[c] < cap]
-        if not eligible:
-            break
-        cid = min(eligible, key=lambda c: (inflight[c], pending[c][0].id))
-        order.append(pending[cid].pop(0))
-        inflight[cid] += 1
-        if not pending[cid]:
-            del pending[cid]
-    return order
 
 
 @dataclass

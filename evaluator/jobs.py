@@ -112,7 +112,6 @@ def evaluate(submission_id: int, attempt: int) -> str:
         try:
             return _evaluate(session, conn, rt, submission_id, attempt)
         finally:
-            _set_current(session, rt.node, None)
             try:
                 dispatch.feed(session, conn)
             except RedisError:
@@ -122,7 +121,6 @@ def evaluate(submission_id: int, attempt: int) -> str:
 def _evaluate(session: Session, conn: Redis, rt: Runtime, submission_id: int, attempt: int) -> str:
     if not state.claim(session, submission_id, attempt, rt.node):
         return _not_claimed(session, submission_id, attempt)
-    _set_current(session, rt.node, submission_id)
     sub = state.get(session, submission_id)
     challenge = session.get(Challenge, sub.challenge_id)
     phase = session.get(Phase, sub.phase_id)
@@ -228,10 +226,6 @@ def container_labels(session: Session, node: str, submission_id: int, attempt: i
     """Labels that say whose a container is: the reaper removes only its own instance's orphans."""
     return {instance.LABEL: instance.of_session(session), instance.NODE_LABEL: node,
             "hub.submission": str(submission_id), "hub.attempt": str(attempt)}
-
-
-def _set_current(session: Session, node: str, submission_id: int | None) -> None:
-    """Nothing to write: the node's parent process lists the run in its beat (evaluator.nodes), and /ops reads that."""
 
 
 # ---------------------------------------------------------------- one attempt

@@ -41,6 +41,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="database the suite runs against (postgresql uses TEST_DATABASE_URL)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgres` test PostgreSQL's own behaviour: the SQLite run deselects them (never a skip)."""
+    if config.getoption("--db") == "postgresql":
+        return
+    kept = [item for item in items if item.get_closest_marker("postgres") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 # ---------------------------------------------------------------- database
 @pytest.fixture(scope="session")
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
