@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self
 
 from blinker import Namespace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,6 +37,17 @@ class ContractError(ValueError):
 
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Self:
+        """The document, or ContractError when `data` is not one of this version."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            raise ContractError(f"not a {cls.__name__} v{VERSION}: {err.errors()[0].get('msg', err)}") from err
 
 
 class Limits(_Doc):
@@ -125,13 +136,6 @@ class RunSpec(_Doc):
     run_id: int | None = None          # stamped by the evaluator at each dispatch, never by the maker
     attempt: int = Field(default=0, ge=0)
 
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> RunSpec:
-        return _parse(cls, data)
-
 
 class Timing(_Doc):
     queued_at: datetime | None = None
@@ -171,13 +175,6 @@ class RunResult(_Doc):
     output: OutputRef | None = None
     log: str = ""
 
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> RunResult:
-        return _parse(cls, data)
-
 
 class RunStatus(_Doc):
     """What the evaluator tells the run's owner about a run it has not settled yet (for the submission page)."""
@@ -189,16 +186,6 @@ class RunStatus(_Doc):
     position: int | None = None        # 1-based place among the waiting runs of its class
     workers: int = 0                   # live nodes that serve its class
     est_wait_s: float | None = None    # until it starts, from recent runtimes; None without a live node
-
-
-_Model = TypeVar("_Model", bound=_Doc)
-
-
-def _parse(cls: type[_Model], data: str | bytes) -> _Model:
-    try:
-        return cls.model_validate_json(data)
-    except ValidationError as err:
-        raise ContractError(f"not a {cls.__name__} v{VERSION}: {err.errors()[0].get('msg', err)}") from err
 
 
 def schema() -> dict[str, Any]:
